@@ -1,0 +1,68 @@
+"""The `rlkit` command: one entry point for every stage.
+
+    rlkit make-tiny-model --family qwen2_5_vl --out .cache/tiny-qwen2_5_vl
+    rlkit build-data --config recipes/tiny/data.yaml --out .cache/data/tiny
+    rlkit demo
+
+Training runs under `accelerate launch -m rlkit.train.grpo --config RECIPE` (see README). Each subcommand
+imports its heavy dependencies only when it runs, so `rlkit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _make_tiny_model(args: argparse.Namespace) -> int:
+    from rlkit.models.tiny import make_tiny_model
+
+    summary = make_tiny_model(args.family, args.out, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _build_data(argv: list[str]) -> int:
+    from data_builders.__main__ import main as data_main
+
+    return data_main(["build", *argv])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rlkit.demo import main as demo_main
+
+    return demo_main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # build-data forwards its arguments untouched to data_builders' own parser (one source of truth).
+    if argv[:1] == ["build-data"]:
+        return _build_data(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="rlkit", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-tiny-model", help="build an offline tiny VLM checkpoint folder")
+    p.add_argument("--family", required=True, choices=("qwen2_5_vl", "qwen2_vl", "llava"))
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--size", default="S", choices=("S", "M"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_make_tiny_model)
+
+    sub.add_parser("build-data", help="build a dataset from a data config (see `rlkit build-data --help`)")
+
+    p = sub.add_parser("demo", help="the main job on the embedded tiny model (what `make demo` runs)")
+    p.add_argument("--cache", default=".cache", help="where tiny models, data and runs are cached")
+    p.set_defaults(func=_demo)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

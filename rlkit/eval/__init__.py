@@ -1,0 +1,49 @@
+"""Evaluation: behaviour metrics, hidden-state probes, self-consistency and the report.
+
+Model-independent parts (this package's `metrics`, `probes`, `consistency`, `report`) work on
+`predictions.jsonl` rows and numpy arrays; `generate` / `evaluate` run the model and produce them.
+Output folder of an evaluation run (formats in docs/evaluation.md):
+
+    predictions.jsonl   one `Prediction` per row
+    metrics.json        `compute_metrics` output
+    probes/             probes.json, probe/{probe.safetensors, probe.json}, difference_probe/ (optional)
+    report.md           + conditions.png, probe_auroc.png, consistency.png
+
+Names below are imported on first use, so `import rlkit.eval` stays cheap (no sklearn, scipy, matplotlib).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Prediction": "metrics",
+    "METRICS_VERSION": "metrics",
+    "compute_metrics": "metrics",
+    "read_predictions": "metrics",
+    "write_metrics": "metrics",
+    "self_consistency": "consistency",
+    "majority_share": "consistency",
+    "LinearProbe": "probes",
+    "ProbeResult": "probes",
+    "fit_layer_probes": "probes",
+    "fit_difference_probes": "probes",
+    "text_baseline": "probes",
+    "make_folds": "probes",
+    "mirage_labels": "probes",
+    "correct_labels": "probes",
+    "save_probe": "probes",
+    "load_probe": "probes",
+    "summarize_probes": "probes",
+    "save_probe_results": "probes",
+    "write_report": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,431 @@
+"""Linear probes on hidden states: is the model running on imagined content?
+
+Seed 000 reports that mirage behaviour is linearly decodable from a VLM's activations even with the image
+present, and that a text-only baseline cannot recover it. This module fits and scores those probes; hidden
+states come from `rlkit.eval.generate` (model-bound), everything here is plain numpy / scikit-learn.
+
+```python
+from rlkit.eval.probes import fit_layer_probes, mirage_labels, save_probe_results, text_baseline
+
+labels = mirage_labels(preds)                    # 1 mirage, 0 not, -1 undetermined
+keep = labels >= 0
+result = fit_layer_probes(features[keep], labels[keep], groups[keep])   # features: [n, L, d]
+text_auroc = text_baseline(questions[keep], labels[keep], groups[keep], fold_ids=result.fold_ids)
+save_probe_results("out/probes", result, text_auroc=text_auroc)
+```
+
+Cross-validation groups rows by `source_id`: a normal pair and its corruptions never sit on both sides of a
+split, otherwise a probe can score well by recognising the question instead of decoding the behaviour.
+Probes are stored as `probe.safetensors` + `probe.json`, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from rlkit.eval.metrics import BLANK_CORRUPTION, Prediction
+
+# Bump when the files written by save_probe change meaning or layout.
+PROBE_FORMAT_VERSION = 1
+POOLINGS = ("last_token", "image_mean")
+FEATURES = ("hidden", "difference")
+_TENSORS = ("scaler_mean", "scaler_scale", "coef", "intercept")
+
+
+@dataclass
+class LinearProbe:
+    """A fitted StandardScaler + logistic-regression probe, as plain arrays (loadable without sklearn)."""
+
+    mean: np.ndarray  # [d] scaler mean
+    scale: np.ndarray  # [d] scaler scale (1.0 for constant features, as sklearn does)
+    coef: np.ndarray  # [d]
+    intercept: float
+    layer: int
+    pooling: str = "last_token"
+    feature: str = "hidden"  # "difference": trained on h(image) - h(blank image)
+    label_name: str = "mirage"
+    auroc: float | None = None  # out-of-fold AUROC at `layer`
+    n: int = 0  # rows it was fitted on
+    model_id: str | None = None  # filled by the caller that knows the model
+    model_hash: str | None = None
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Probability of the positive label for each row of `features` ([n, d] or [d]).
+
+        Raises:
+            ValueError: the feature width differs from the probe's.
+        """
+        from scipy.special import expit
+
+        x = np.asarray(features, dtype=np.float64)
+        x = x[None] if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[1] != self.coef.shape[0]:
+            raise ValueError(f"probe (layer {self.layer}) expects features of shape [n, {self.coef.shape[0]}], "
+                             f"got {tuple(np.shape(features))}.")
+        logits = ((x - self.mean) / self.scale) @ self.coef.astype(np.float64) + float(self.intercept)
+        return expit(logits)
+
+
+@dataclass
+class ProbeResult:
+    """Cross-validated probes for every layer, plus the probe refitted on all rows at the best layer."""
+
+    layers: list[int]
+    auroc: list[float]  # pooled out-of-fold AUROC per layer
+    fold_auroc: list[list[float | None]]  # per layer, per fold (None where a test fold holds one class)
+    best_layer: int
+    best_auroc: float
+    probe: LinearProbe
+    fold_ids: np.ndarray  # [n] test fold of each row: pass it to text_baseline for the same folds
+    oof_scores: np.ndarray  # [n, L] out-of-fold probabilities
+    n: int
+    n_groups: int
+    n_positive: int
+    n_splits: int
+    seed: int
+    C: float
+    label_name: str = "mirage"
+    feature: str = "hidden"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no per-row arrays)."""
+        keep = ("layers", "auroc", "fold_auroc", "best_layer", "best_auroc", "n", "n_groups", "n_positive",
+                "n_splits", "seed", "C", "label_name", "feature")
+        return {k: getattr(self, k) for k in keep} | {"pooling": self.probe.pooling}
+
+
+def _check_labels(labels: np.ndarray, groups: np.ndarray, n: int, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    if y.shape != (n,) or g.shape != (n,):
+        raise ValueError(f"labels and groups must have shape ({n},) to match the features; "
+                         f"got {y.shape} and {g.shape}.")
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"labels must be 0/1, got values {sorted(values)}; mirage_labels marks undetermined "
+                         "rows -1: drop them first (keep = labels >= 0).")
+    y = y.astype(int)
+    if len(values) < 2:
+        raise ValueError(f"labels have one class only (all {y[0]}); a probe needs positive and negative rows.")
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got {n_splits}.")
+    n_groups = len(np.unique(g))
+    if n_groups < n_splits:
+        raise ValueError(f"{n_groups} groups (source_ids) for {n_splits} folds; need at least n_splits groups. "
+                         "Evaluate more sources or lower n_splits.")
+    for cls in (0, 1):
+        k = len(np.unique(g[y == cls]))
+        if k < 2:
+            raise ValueError(f"label {cls} occurs in {k} group(s); grouped CV needs each class in >= 2 groups "
+                             "(ideally >= n_splits) so every training fold sees both classes.")
+    return y, g
+
+
+def make_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int = 5, seed: int = 0) -> np.ndarray:
+    """Assign each row a test fold with `StratifiedGroupKFold`: all rows of a group share a fold.
+
+    Deterministic in its arguments, so `fit_layer_probes` and `text_baseline` called with the same labels,
+    groups, n_splits and seed use the same folds.
+
+    Returns:
+        `[n]` int array, the fold in which each row is held out.
+
+    Raises:
+        ValueError: labels are not binary, have one class, or there are too few groups for the folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y, g = _check_labels(labels, groups, len(np.asarray(labels)), n_splits)
+    fold_ids = np.full(len(y), -1)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, g)):
+        fold_ids[test] = k
+    return fold_ids
+
+
+def _check_folds(y: np.ndarray, fold_ids: np.ndarray) -> int:
+    fold_ids = np.asarray(fold_ids)
+    if fold_ids.shape != y.shape or (fold_ids < 0).any():
+        raise ValueError(f"fold_ids must be a non-negative int array of shape {y.shape}, got {fold_ids.shape}.")
+    folds = np.unique(fold_ids)
+    for k in folds:
+        if len(np.unique(y[fold_ids != k])) < 2:
+            raise ValueError(f"fold {k}: the training rows hold one class only; use more groups per class "
+                             "or fewer folds.")
+    return len(folds)
+
+
+def _oof(make_model, x, y: np.ndarray, fold_ids: np.ndarray) -> np.ndarray:
+    """Out-of-fold positive-class probabilities; `x` is anything indexable by a row-index array."""
+    scores = np.empty(len(y))
+    for k in np.unique(fold_ids):
+        train, test = fold_ids != k, fold_ids == k
+        model = make_model().fit(x[train], y[train])
+        scores[test] = model.predict_proba(x[test])[:, 1]
+    return scores
+
+
+def _probe_pipeline(C: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+
+def _fold_aurocs(y: np.ndarray, scores: np.ndarray, fold_ids: np.ndarray) -> list[float | None]:
+    from sklearn.metrics import roc_auc_score
+
+    out: list[float | None] = []
+    for k in np.unique(fold_ids):
+        m = fold_ids == k
+        out.append(float(roc_auc_score(y[m], scores[m])) if len(np.unique(y[m])) == 2 else None)
+    return out
+
+
+def fit_layer_probes(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_splits: int = 5,
+                     seed: int = 0, C: float = 1.0, layer_ids: Sequence[int] | None = None,
+                     pooling: str = "last_token", label_name: str = "mirage", feature: str = "hidden",
+                     fold_ids: np.ndarray | None = None) -> ProbeResult:
+    """Fit a StandardScaler + LogisticRegression probe per layer, scored by grouped out-of-fold AUROC.
+
+    Args:
+        features: `[n, L, d]` pooled hidden states (L captured layers).
+        labels: `[n]` 0/1 labels (e.g. from `mirage_labels`, undetermined rows dropped).
+        groups: `[n]` group of each row, the `source_id`: no group is split across folds.
+        n_splits: number of folds.
+        seed: fold shuffling and solver seed.
+        C: inverse L2 regularisation strength of the logistic regression.
+        layer_ids: model layer index of each of the L captured layers (default `0..L-1`).
+        pooling: how `features` were pooled over tokens, one of `POOLINGS` (recorded in the probe).
+        label_name: what the labels mean (recorded in the probe).
+        feature: "hidden" or "difference" (recorded; see `fit_difference_probes`).
+        fold_ids: precomputed folds from `make_folds`; default computes them from labels/groups/seed.
+
+    Returns:
+        A `ProbeResult`; AUROC is computed on the pooled out-of-fold scores of all rows.
+
+    Raises:
+        ValueError: wrong shapes, non-binary or one-class labels, too few groups for the folds, or a
+            training fold without both classes.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    x = np.asarray(features)
+    if x.ndim != 3:
+        raise ValueError(f"features must have shape [n, L, d], got {x.shape}.")
+    if pooling not in POOLINGS or feature not in FEATURES:
+        raise ValueError(f"pooling must be one of {POOLINGS} and feature one of {FEATURES}; "
+                         f"got {pooling!r}, {feature!r}.")
+    n, n_layers, _ = x.shape
+    layers = list(range(n_layers)) if layer_ids is None else [int(i) for i in layer_ids]
+    if len(layers) != n_layers:
+        raise ValueError(f"layer_ids has {len(layers)} entries but features have {n_layers} layers.")
+    if fold_ids is not None:
+        n_splits = len(np.unique(fold_ids))
+    y, g = _check_labels(labels, groups, n, n_splits)
+    fold_ids = make_folds(y, g, n_splits, seed) if fold_ids is None else np.asarray(fold_ids)
+    n_folds = _check_folds(y, fold_ids)
+
+    oof = np.stack([_oof(lambda: _probe_pipeline(C, seed), x[:, j], y, fold_ids) for j in range(n_layers)], 1)
+    auroc = [float(roc_auc_score(y, oof[:, j])) for j in range(n_layers)]
+    best = int(np.argmax(auroc))
+
+    # The deployable probe sees every row; its out-of-fold AUROC above is the honest estimate of its skill.
+    pipe = _probe_pipeline(C, seed).fit(x[:, best], y)
+    scaler, logreg = pipe[0], pipe[-1]
+    probe = LinearProbe(mean=scaler.mean_.astype(np.float32), scale=scaler.scale_.astype(np.float32),
+                        coef=logreg.coef_[0].astype(np.float32), intercept=float(logreg.intercept_[0]),
+                        layer=layers[best], pooling=pooling, feature=feature, label_name=label_name,
+                        auroc=auroc[best], n=n)
+    return ProbeResult(layers=layers, auroc=auroc,
+                       fold_auroc=[_fold_aurocs(y, oof[:, j], fold_ids) for j in range(n_layers)],
+                       best_layer=layers[best], best_auroc=auroc[best], probe=probe, fold_ids=fold_ids,
+                       oof_scores=oof, n=n, n_groups=len(np.unique(g)), n_positive=int(y.sum()),
+                       n_splits=n_folds, seed=seed, C=C, label_name=label_name, feature=feature)
+
+
+def fit_difference_probes(features_image: np.ndarray, features_blank: np.ndarray, labels: np.ndarray,
+                          groups: np.ndarray, **kwargs) -> ProbeResult:
+    """Probes on `h(image) - h(blank image)`: what the image adds to the representation of the same question.
+
+    Args:
+        features_image: `[n, L, d]` hidden states with the real (or corrupted) image.
+        features_blank: `[n, L, d]` hidden states of the same rows with the blank image.
+        labels, groups, **kwargs: as in `fit_layer_probes`.
+
+    Raises:
+        ValueError: the two arrays differ in shape, or any `fit_layer_probes` error.
+    """
+    a, b = np.asarray(features_image), np.asarray(features_blank)
+    if a.shape != b.shape:
+        raise ValueError(f"features_image {a.shape} and features_blank {b.shape} must have the same shape.")
+    return fit_layer_probes(a - b, labels, groups, feature="difference", **kwargs)
+
+
+def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, fold_ids: np.ndarray | None = None,
+                  n_splits: int = 5, seed: int = 0, C: float = 1.0) -> float:
+    """Out-of-fold AUROC of a TF-IDF + logistic-regression classifier on the question text alone.
+
+    The probe's claim is that activations carry a signal the text does not; this is the control. Pass the
+    probe's `ProbeResult.fold_ids` so both are scored on the same folds (or the same labels, groups,
+    n_splits and seed, which give the same folds).
+
+    Raises:
+        ValueError: as `fit_layer_probes`, or `texts` not matching the labels.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+
+    docs = np.array([str(t) for t in texts], dtype=object)
+    if fold_ids is not None:
+        n_splits = len(np.unique(fold_ids))  # the given folds decide, not the default
+    y, g = _check_labels(labels, groups, len(docs), n_splits)
+    fold_ids = make_folds(y, g, n_splits, seed) if fold_ids is None else np.asarray(fold_ids)
+    _check_folds(y, fold_ids)
+
+    def make_model():
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                             LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+    return float(roc_auc_score(y, _oof(make_model, docs, y, fold_ids)))
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def _norm(answer: str) -> str:
+    return " ".join(str(answer).split()).casefold()
+
+
+def mirage_labels(preds: Sequence[Prediction], blank_corruption: str = BLANK_CORRUPTION) -> np.ndarray:
+    """Label each row 1 (mirage), 0 (not) or -1 (undetermined), following seed 000.
+
+    A row is a mirage when the model answers (does not abstain) and either
+      (a) the row is unanswerable: the answer cannot come from the image; or
+      (b) the row is answerable, its question is the original one (condition `normal` or `corrupted`), and
+          a blank-image row of the same `source_id` gives the same non-abstained parsed answer: the answer
+          did not need the image.
+    An answerable, answered row of those conditions with no blank-image row for its source is -1: (b)
+    cannot be checked. Abstentions are 0. `text_interference` rows change the question, so only (a) applies.
+
+    Example:
+        >>> rows = [dict(source_id="a", condition="normal", corruption="", answerable=True,
+        ...              abstained=False, parsed="red"),
+        ...         dict(source_id="a", condition="corrupted", corruption="blank", answerable=False,
+        ...              abstained=False, parsed="Red")]
+        >>> mirage_labels(rows).tolist()
+        [1, 1]
+    """
+    blank_answers: dict[str, set[str]] = {}
+    for p in preds:
+        if p["condition"] == "corrupted" and p.get("corruption", "") == blank_corruption:
+            answers = blank_answers.setdefault(str(p["source_id"]), set())
+            if not p["abstained"]:
+                answers.add(_norm(p["parsed"]))
+    labels = np.zeros(len(preds), dtype=np.int8)
+    for i, p in enumerate(preds):
+        if p["abstained"]:
+            continue
+        if not p["answerable"]:
+            labels[i] = 1
+        elif p["condition"] in ("normal", "corrupted"):
+            blank = blank_answers.get(str(p["source_id"]))
+            labels[i] = -1 if blank is None else int(_norm(p["parsed"]) in blank)
+    return labels
+
+
+def correct_labels(preds: Sequence[Prediction]) -> np.ndarray:
+    """Label each row 1 when it was answered correctly (not abstained), else 0."""
+    return np.array([int(bool(p["correct"]) and not p["abstained"]) for p in preds], dtype=np.int8)
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def save_probe(directory: str | Path, probe: LinearProbe) -> Path:
+    """Write `probe.safetensors` (float32 scaler mean/scale, coef, intercept) and `probe.json` (metadata).
+
+    Returns:
+        The directory written.
+    """
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {"scaler_mean": probe.mean, "scaler_scale": probe.scale, "coef": probe.coef,
+               "intercept": np.array([probe.intercept])}
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+              str(directory / "probe.safetensors"))
+    meta = {k: v for k, v in asdict(probe).items() if k not in ("mean", "scale", "coef", "intercept")}
+    meta |= {"n_features": int(probe.coef.shape[0]), "format_version": PROBE_FORMAT_VERSION}
+    (directory / "probe.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    return directory
+
+
+def load_probe(directory: str | Path) -> LinearProbe:
+    """Load a probe written by `save_probe`.
+
+    Raises:
+        FileNotFoundError: `probe.json` or `probe.safetensors` is missing.
+        ValueError: unknown format version or tensors inconsistent with the metadata.
+    """
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    for name in ("probe.json", "probe.safetensors"):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} not found; a probe directory holds probe.json and "
+                                    "probe.safetensors (see rlkit.eval.probes.save_probe).")
+    meta = json.loads((directory / "probe.json").read_text())
+    if meta.get("format_version") != PROBE_FORMAT_VERSION:
+        raise ValueError(f"{directory / 'probe.json'}: format_version {meta.get('format_version')!r}, "
+                         f"this rlkit reads {PROBE_FORMAT_VERSION}.")
+    tensors = load_file(str(directory / "probe.safetensors"))
+    missing = [k for k in _TENSORS if k not in tensors]
+    d = meta["n_features"]
+    if missing or any(tensors[k].shape != (d,) for k in _TENSORS[:3]):
+        raise ValueError(f"{directory / 'probe.safetensors'}: expected tensors {_TENSORS} of width {d}; "
+                         f"missing {missing}, shapes { {k: v.shape for k, v in tensors.items()} }.")
+    fields = {k: meta[k] for k in ("layer", "pooling", "feature", "label_name", "auroc", "n", "model_id",
+                                   "model_hash")}
+    return LinearProbe(mean=tensors["scaler_mean"], scale=tensors["scaler_scale"], coef=tensors["coef"],
+                       intercept=float(tensors["intercept"][0]), **fields)
+
+
+def summarize_probes(result: ProbeResult, text_auroc: float | None = None,
+                     difference: ProbeResult | None = None) -> dict:
+    """The `probes.json` summary that `rlkit.eval.report.write_report` reads as `probe_results`."""
+    return {
+        "probe_format_version": PROBE_FORMAT_VERSION,
+        "probe": result.to_dict(),
+        "text_baseline": {"auroc": text_auroc},
+        "probe_minus_text": None if text_auroc is None else result.best_auroc - text_auroc,
+        "difference_probe": None if difference is None else difference.to_dict(),
+    }
+
+
+def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: float | None = None,
+                       difference: ProbeResult | None = None, model_id: str | None = None,
+                       model_hash: str | None = None) -> dict:
+    """Write the `probes/` folder: `probes.json`, `probe/` and (if given) `difference_probe/`.
+
+    Returns:
+        The summary written to `probes.json` (see `summarize_probes`).
+    """
+    out_dir = Path(out_dir)
+    save_probe(out_dir / "probe", replace(result.probe, model_id=model_id, model_hash=model_hash))
+    if difference is not None:
+        save_probe(out_dir / "difference_probe", replace(difference.probe, model_id=model_id,
+                                                          model_hash=model_hash))
+    summary = summarize_probes(result, text_auroc, difference)
+    (out_dir / "probes.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return summary

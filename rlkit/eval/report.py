@@ -1,0 +1,247 @@
+"""Human-readable evaluation report: `report.md` plus PNG plots.
+
+```python
+from rlkit.eval.report import write_report
+
+write_report("out", metrics, probe_results=summary, consistency=sc)   # -> out/report.md
+```
+
+`metrics` is the output of `rlkit.eval.metrics.compute_metrics`, `probe_results` of
+`rlkit.eval.probes.summarize_probes` (what `probes/probes.json` holds) and `consistency` of
+`rlkit.eval.consistency.self_consistency`. A part given as None is skipped with a note, not an error.
+
+Plots use matplotlib's object API on a bare `Figure` (Agg canvas), so writing a report never touches
+pyplot's global state or the backend of the caller's session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+_CONDITION_COLUMNS = ("accuracy_answerable", "abstention_unanswerable", "mirage_rate", "mirage_prior_match",
+                      "over_abstention", "truthfulness")
+_PLOTTED = ("accuracy_answerable", "abstention_unanswerable", "mirage_rate")
+_LABELS = {
+    "accuracy_answerable": "accuracy (answerable)",
+    "abstention_unanswerable": "abstention (unanswerable)",
+    "mirage_rate": "mirage rate",
+    "mirage_prior_match": "mirage = prior",
+    "over_abstention": "over-abstention",
+    "hallucination_rate": "hallucination",
+    "truthfulness": "truthfulness",
+    "image_reliance_gap": "image-reliance gap",
+    "paired_accuracy_drop": "paired accuracy drop",
+}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(metric: dict | None) -> str:
+    """`0.750 [0.500, 1.000] (n=4)`; `n/a (n=0)` for an empty denominator."""
+    if not metric or metric.get("value") is None:
+        return f"n/a (n={metric.get('n', 0) if metric else 0})"
+    ci = ""
+    if metric.get("ci_low") is not None:
+        ci = f" [{_fmt(metric['ci_low'])}, {_fmt(metric['ci_high'])}]"
+    return f"{_fmt(metric['value'])}{ci} (n={metric['n']})"
+
+
+def _new_figure(width: float = 7.0, height: float = 4.0):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _behaviour_groups(metrics: dict) -> list[tuple[str, dict]]:
+    groups = [("overall", metrics.get("overall", {}))]
+    groups += [(name, values) for name, values in metrics.get("by_condition", {}).items()]
+    return groups
+
+
+def plot_conditions(metrics: dict, path: Path) -> Path:
+    """Bars of accuracy / abstention / mirage rate per condition, with CI error bars; n/a bars omitted."""
+    groups = _behaviour_groups(metrics)
+    fig, ax = _new_figure(max(6.0, 1.6 * len(groups) + 2), 4.0)
+    width = 0.8 / len(_PLOTTED)
+    for j, name in enumerate(_PLOTTED):
+        xs, heights, err_low, err_high = [], [], [], []
+        for i, (_, values) in enumerate(groups):
+            m = values.get(name)
+            if not m or m.get("value") is None:
+                continue
+            v = m["value"]
+            xs.append(i + (j - (len(_PLOTTED) - 1) / 2) * width)
+            heights.append(v)
+            err_low.append(v - m["ci_low"] if m.get("ci_low") is not None else 0.0)
+            err_high.append(m["ci_high"] - v if m.get("ci_high") is not None else 0.0)
+        if xs:
+            ax.bar(xs, heights, width, yerr=[err_low, err_high], capsize=3, label=_LABELS[name])
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate")
+    ax.set_title("Behaviour per condition (95% CI, bootstrap over sources)")
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_probe_auroc(probe_results: dict, path: Path) -> Path:
+    """Out-of-fold AUROC per layer, with the text-only baseline and chance as horizontal lines."""
+    fig, ax = _new_figure()
+    probe = probe_results["probe"]
+    ax.plot(probe["layers"], probe["auroc"], marker="o", label=f"probe ({probe.get('pooling', '')})")
+    diff = probe_results.get("difference_probe")
+    if diff:
+        ax.plot(diff["layers"], diff["auroc"], marker="s", label="difference probe h(img) - h(blank)")
+    text_auroc = (probe_results.get("text_baseline") or {}).get("auroc")
+    if text_auroc is not None:
+        ax.axhline(text_auroc, color="tab:red", linestyle="--", label=f"text-only baseline ({text_auroc:.3f})")
+    ax.axhline(0.5, color="grey", linestyle=":", label="chance")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("AUROC (grouped out-of-fold)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Linear probe for '{probe.get('label_name', '')}' per layer")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _share_bins(shares: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Bin index per item: one bin per distinct share when few (shares are multiples of 1/K), else deciles."""
+    distinct = np.unique(shares)
+    if len(distinct) <= 12:
+        return np.searchsorted(distinct, shares), [f"{v:.2f}" for v in distinct]
+    edges = np.linspace(0, 1, 11)
+    idx = np.clip(np.digitize(shares, edges[1:-1]), 0, 9)
+    return idx, [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(10)]
+
+
+def plot_consistency(consistency: dict, path: Path) -> Path:
+    """Fraction of correct greedy answers per majority-share bin, annotated with each bin's item count."""
+    shares = np.asarray(consistency["majority_share"], dtype=float)
+    correct = np.asarray(consistency["correct"], dtype=float)
+    idx, labels = _share_bins(shares)
+    fig, ax = _new_figure()
+    xs, fracs, counts = [], [], []
+    for b in range(len(labels)):
+        m = idx == b
+        if m.any():
+            xs.append(b)
+            fracs.append(correct[m].mean())
+            counts.append(int(m.sum()))
+    bars = ax.bar(xs, fracs, 0.7, color="tab:green")
+    for bar, n in zip(bars, counts):
+        ax.annotate(f"n={n}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                    va="bottom", fontsize="small")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("majority share of the K sampled answers")
+    ax.set_ylabel("fraction of greedy answers correct")
+    r = (consistency.get("point_biserial_r") or {}).get("value")
+    auroc = (consistency.get("auroc") or {}).get("value")
+    ax.set_title(f"Self-consistency vs correctness (R = {_fmt(r)}, AUROC = {_fmt(auroc)})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _metrics_section(metrics: dict | None, out_dir: Path) -> list[str]:
+    lines = ["## Behaviour per condition", ""]
+    if not metrics:
+        return lines + ["_No metrics given: behaviour section skipped._", ""]
+    ci = metrics.get("ci", {})
+    lines += [f"metrics_version {metrics.get('metrics_version')}, {metrics.get('n_rows')} rows from "
+              f"{metrics.get('n_sources')} sources. Cells: value [{ci.get('level', 0.95):.0%} CI] (n = rows in "
+              f"the denominator); CI: {ci.get('method', 'n/a')}, {ci.get('n_boot')} resamples, "
+              f"seed {ci.get('seed')}. Definitions: docs/evaluation.md.", ""]
+    header = ["group"] + [_LABELS[c] for c in _CONDITION_COLUMNS]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = _behaviour_groups(metrics)
+    rows += [(f"corrupted / {name}", values) for name, values in metrics.get("by_corruption", {}).items()]
+    for name, values in rows:
+        lines.append("| " + " | ".join([name] + [_cell(values.get(c)) for c in _CONDITION_COLUMNS]) + " |")
+    overall = metrics.get("overall", {})
+    lines += ["", f"- **{_LABELS['image_reliance_gap']}** (accuracy on normal minus blank-image rows, paired by "
+              f"source; n = sources): {_cell(overall.get('image_reliance_gap'))}",
+              f"- **{_LABELS['hallucination_rate']}** (overall): {_cell(overall.get('hallucination_rate'))}"]
+    drops = {k: v.get("paired_accuracy_drop") for k, v in metrics.get("by_corruption", {}).items()}
+    for name, drop in drops.items():
+        lines.append(f"- paired accuracy drop, normal -> {name}: {_cell(drop)}")
+    plot_conditions(metrics, out_dir / "conditions.png")
+    return lines + ["", "![behaviour per condition](conditions.png)", ""]
+
+
+def _probe_section(probe_results: dict | None, out_dir: Path) -> list[str]:
+    lines = ["## Probes", ""]
+    if not probe_results or not probe_results.get("probe"):
+        return lines + ["_No probe results given: probe section skipped._", ""]
+    probe = probe_results["probe"]
+    diff = probe_results.get("difference_probe")
+    text_auroc = (probe_results.get("text_baseline") or {}).get("auroc")
+    lines += [f"Label `{probe['label_name']}`, pooling `{probe.get('pooling')}`: {probe['n']} rows "
+              f"({probe['n_positive']} positive) in {probe['n_groups']} source groups, {probe['n_splits']}-fold "
+              f"grouped CV (seed {probe['seed']}, C = {probe['C']}).", "",
+              f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}",
+              f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}",
+              f"- probe minus text: {_fmt(probe_results.get('probe_minus_text'))}"]
+    if diff:
+        lines.append(f"- difference probe h(image) - h(blank): best layer {diff['best_layer']}, "
+                     f"AUROC {_fmt(diff['best_auroc'])}")
+    diff_by_layer = dict(zip(diff["layers"], diff["auroc"])) if diff else {}
+    header = "| layer | probe AUROC |" + (" difference AUROC |" if diff else "")
+    lines += ["", header, "|---|---|" + ("---|" if diff else "")]
+    for layer, auroc in zip(probe["layers"], probe["auroc"]):
+        extra = f" {_fmt(diff_by_layer.get(layer))} |" if diff else ""
+        lines.append(f"| {layer} | {_fmt(auroc)} |{extra}")
+    plot_probe_auroc(probe_results, out_dir / "probe_auroc.png")
+    return lines + ["", "![probe AUROC per layer](probe_auroc.png)", ""]
+
+
+def _consistency_section(consistency: dict | None, out_dir: Path) -> list[str]:
+    lines = ["## Self-consistency", ""]
+    if not consistency:
+        return lines + ["_No self-consistency results given: section skipped._", ""]
+    r, auroc = consistency.get("point_biserial_r", {}), consistency.get("auroc", {})
+    lines += ["| statistic | value |", "|---|---|",
+              f"| items | {consistency['n_items']} |",
+              f"| samples per item (K) | {consistency['k_min']}-{consistency['k_max']} |",
+              f"| mean majority share, correct | {_fmt(consistency.get('mean_share_correct'))} |",
+              f"| mean majority share, incorrect | {_fmt(consistency.get('mean_share_incorrect'))} |",
+              f"| point-biserial R (p) | {_fmt(r.get('value'))} ({_fmt(r.get('p_value'), 4)}) |",
+              f"| AUROC of majority share | {_fmt(auroc.get('value'))} |", ""]
+    if r.get("reason") or auroc.get("reason"):
+        lines += [f"_Undefined: {r.get('reason') or auroc.get('reason')}._", ""]
+    plot_consistency(consistency, out_dir / "consistency.png")
+    return lines + ["![self-consistency vs correctness](consistency.png)", ""]
+
+
+def write_report(out_dir: str | Path, metrics: dict | None, probe_results: dict | None = None,
+                 consistency: dict | None = None) -> Path:
+    """Write `report.md` and its plots (`conditions.png`, `probe_auroc.png`, `consistency.png`) to `out_dir`.
+
+    Args:
+        out_dir: folder to write into (created if missing).
+        metrics: output of `compute_metrics`; None skips the behaviour section.
+        probe_results: output of `summarize_probes`; None skips the probe section.
+        consistency: output of `self_consistency`; None skips the self-consistency section.
+
+    Returns:
+        Path of `report.md`. Only the plots of the parts given are written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Evaluation report", ""]
+    lines += _metrics_section(metrics, out_dir)
+    lines += _probe_section(probe_results, out_dir)
+    lines += _consistency_section(consistency, out_dir)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+

@@ -1,0 +1,36 @@
+"""Test-wide setup: offline, CPU, deterministic, quiet."""
+
+import os
+
+# Set before transformers / datasets / huggingface_hub are imported anywhere.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory):
+    """The embedded Qwen2.5-VL-architecture tiny model, built once per test session (seconds)."""
+    from rlkit.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny-qwen2_5_vl"
+    make_tiny_model("qwen2_5_vl", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory):
+    """The embedded LLaVA-architecture tiny model."""
+    from rlkit.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny-llava"
+    make_tiny_model("llava", path)
+    return path
