@@ -30,6 +30,22 @@ def _build_data(argv: list[str]) -> int:
     return data_main(["build", *argv])
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from rlkit.eval.evaluate import EvalSettings, evaluate
+
+    settings = EvalSettings(split=args.split, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                            consistency_samples=args.consistency_samples, probes=not args.no_probes,
+                            limit=args.limit, seed=args.seed)
+    result = evaluate(args.model, args.data, args.out, settings, overwrite=args.overwrite,
+                      trust_remote_code=args.trust_remote_code)
+    overall = result["overall"]
+    for key in ("accuracy_answerable", "abstention_unanswerable", "mirage_rate", "image_reliance_gap"):
+        value = overall.get(key, {}).get("value")
+        print(f"{key:<26} {'n/a' if value is None else f'{value:.3f}'}")
+    print(f"wrote {args.out}/report.md")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rlkit.demo import main as demo_main
 
@@ -55,6 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_make_tiny_model)
 
     sub.add_parser("build-data", help="build a dataset from a data config (see `rlkit build-data --help`)")
+
+    p = sub.add_parser("evaluate", help="behaviour per condition, probes, self-consistency and a report")
+    p.add_argument("--model", required=True, help="checkpoint folder (full or LoRA adapter) or hub id")
+    p.add_argument("--data", required=True, help="dataset folder built by `rlkit build-data`")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--split", default="eval")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--consistency-samples", type=int, default=5, help="K sampled answers per row; 0 skips")
+    p.add_argument("--no-probes", action="store_true", help="skip the hidden-state probes")
+    p.add_argument("--limit", type=int, default=None, help="only the first N source questions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-remote-code", action="store_true", help="run model code from the checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("demo", help="the main job on the embedded tiny model (what `make demo` runs)")
     p.add_argument("--cache", default=".cache", help="where tiny models, data and runs are cached")

@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from rlkit.eval.metrics import METRICS_VERSION, RATE_METRICS, compute_metrics, read_predictions, write_metrics
+from rlkit.eval.metrics import (
+    METRICS_VERSION,
+    RATE_METRICS,
+    compute_metrics,
+    read_predictions,
+    write_metrics,
+)
 
 
 def row(source_id, condition, *, answerable, abstained=False, correct=False, corruption="", parsed=None):
@@ -26,8 +32,8 @@ def hand_made():
     blur   : s1 ok, s2 abstains (answerable)          -> accuracy 1/2, over-abstention 1/2
     mismatched: s3 guesses wrong
     """
-    blank = dict(condition="corrupted", corruption="blank", answerable=False)
-    blur = dict(condition="corrupted", corruption="blur", answerable=True)
+    blank = {"condition": "corrupted", "corruption": "blank", "answerable": False}
+    blur = {"condition": "corrupted", "corruption": "blur", "answerable": True}
     return [
         row("s1", "normal", answerable=True, correct=True),
         row("s2", "normal", answerable=True, correct=True),
@@ -105,7 +111,7 @@ def test_truthfulness_counts_mirage_matching_prior_as_hallucination():
 
 
 def test_image_reliance_gap_pairs_by_source():
-    blank = dict(condition="corrupted", corruption="blank", answerable=False)
+    blank = {"condition": "corrupted", "corruption": "blank", "answerable": False}
     preds = [
         row("a", "normal", answerable=True, correct=True),
         row("a", correct=True, **blank),  # same answer without the image: gap 0
@@ -171,7 +177,7 @@ def test_read_predictions_roundtrip_and_errors(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in hand_made()) + "\n\n")
     assert read_predictions(path) == hand_made()
     path.write_text('{"a": 1}\nnot json\n')
-    with pytest.raises(ValueError, match="predictions.jsonl:2"):
+    with pytest.raises(ValueError, match=r"predictions\.jsonl:2"):
         read_predictions(path)
 
 

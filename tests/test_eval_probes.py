@@ -114,6 +114,11 @@ def test_text_baseline_finds_a_textual_signal():
     texts = [("is the apple red" if label else "how many cats are there") + f" item {i}" for i, label in
              enumerate(y)]
     assert text_baseline(texts, y, groups) > 0.95
+    # One-character tokens count: the label is only in the digit.
+    digits = [f"are there {3 if label else 4} cats" for label in y]
+    assert text_baseline(digits, y, groups) == 1.0
+    with pytest.raises(ValueError, match="empty texts"):
+        text_baseline([""] * len(y), y, groups)
 
 
 def test_difference_probe_sees_what_the_image_adds():
@@ -139,7 +144,7 @@ def pred(source_id, condition, *, answerable, abstained=False, parsed="red", cor
 
 
 def test_mirage_labels_follow_seed_000():
-    blank = dict(condition="corrupted", corruption="blank", answerable=False)
+    blank = {"condition": "corrupted", "corruption": "blank", "answerable": False}
     preds = [
         pred("a", "normal", answerable=True, parsed="Red"),  # same answer as without image -> 1
         pred("a", parsed="red", **blank),  # answers an unanswerable item -> 1
@@ -206,7 +211,7 @@ def test_save_probe_results_layout(tmp_path):
 
 
 def test_load_probe_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="probe.json"):
+    with pytest.raises(FileNotFoundError, match=r"probe\.json"):
         load_probe(tmp_path)
     probe = LinearProbe(mean=np.zeros(3), scale=np.ones(3), coef=np.ones(3), intercept=0.0, layer=1)
     save_probe(tmp_path, probe)

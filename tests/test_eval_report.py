@@ -18,13 +18,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def predictions():
-    blank = dict(condition="corrupted", corruption="blank", answerable=False)
+    blank = {"condition": "corrupted", "corruption": "blank", "answerable": False}
     rows = []
     for i in range(8):
         s = f"s{i}"
-        rows.append(dict(source_id=s, condition="normal", corruption="", answerable=True, abstained=False,
-                         correct=i < 6, parsed="red"))  # 6 of 8 correct
-        rows.append(dict(source_id=s, abstained=i % 2 == 0, correct=False, parsed="", **blank))
+        rows.append({"source_id": s, "condition": "normal", "corruption": "", "answerable": True,
+                     "abstained": False, "correct": i < 6, "parsed": "red"})  # 6 of 8 correct
+        rows.append({"source_id": s, "abstained": i % 2 == 0, "correct": False, "parsed": "", **blank})
     return rows
 
 
@@ -85,6 +85,17 @@ def test_probe_section_without_text_baseline_or_difference(tmp_path, parts):
     text = write_report(tmp_path, None, bare).read_text()
     assert "AUROC n/a" in text and "difference AUROC" not in text
     assert (tmp_path / "probe_auroc.png").exists()
+
+
+def test_probe_results_keyed_by_label_with_a_skipped_one(tmp_path, parts):
+    _, probe_results, _ = parts
+    both = {"mirage": probe_results, "correct": {"skipped": "labels have one class only"}}
+    text = write_report(tmp_path, None, both).read_text()
+    assert "### mirage" in text and "best layer: **6**" in text
+    assert "### correct" in text and "_Skipped: labels have one class only._" in text
+    assert (tmp_path / "probe_auroc.png").exists()
+    text = write_report(tmp_path / "none", None, {"correct": {"skipped": "too few groups"}}).read_text()
+    assert "_Skipped: too few groups._" in text and not (tmp_path / "none" / "probe_auroc.png").exists()
 
 
 @pytest.mark.parametrize("module", [metrics_module, consistency_module, probes_module])

@@ -6,7 +6,8 @@ Output folder of an evaluation run (formats in docs/evaluation.md):
 
     predictions.jsonl   one `Prediction` per row
     metrics.json        `compute_metrics` output
-    probes/             probes.json, probe/{probe.safetensors, probe.json}, difference_probe/ (optional)
+    consistency.json    `self_consistency` output
+    probes/<label>/     probes.json, probe/{probe.safetensors, probe.json}, difference_probe/ (optional)
     report.md           + conditions.png, probe_auroc.png, consistency.png
 
 Names below are imported on first use, so `import rlkit.eval` stays cheap (no sklearn, scipy, matplotlib).
@@ -40,7 +41,28 @@ _EXPORTS = {
     "write_report": "report",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "METRICS_VERSION",
+    "LinearProbe",
+    "Prediction",
+    "ProbeResult",
+    "compute_metrics",
+    "correct_labels",
+    "fit_difference_probes",
+    "fit_layer_probes",
+    "load_probe",
+    "majority_share",
+    "make_folds",
+    "mirage_labels",
+    "read_predictions",
+    "save_probe",
+    "save_probe_results",
+    "self_consistency",
+    "summarize_probes",
+    "text_baseline",
+    "write_metrics",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ Resampling rows would treat them as independent and give intervals that are too 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -122,7 +122,7 @@ def _paired_drop(preds: Sequence[Prediction], source_index: np.ndarray, n_source
     """
     sums = np.zeros((2, n_sources))
     counts = np.zeros((2, n_sources))
-    for p, s in zip(preds, source_index):
+    for p, s in zip(preds, source_index, strict=True):
         if p["condition"] == "normal":
             side = 0
         elif p["condition"] == "corrupted" and p.get("corruption", "") == corruption:
@@ -173,7 +173,7 @@ def _metric_value(num: float, den: float, low: float, high: float) -> MetricValu
         "value": float(num / den),
         "ci_low": None if np.isnan(low) else float(low),
         "ci_high": None if np.isnan(high) else float(high),
-        "n": int(round(den)),
+        "n": round(float(den)),
     }
 
 
@@ -304,12 +304,3 @@ def read_predictions(path: str | Path) -> list[Prediction]:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}).") from err
     return rows
 
-
-def iter_metric_rows(metrics: dict) -> Iterable[tuple[str, str, str, MetricValue]]:
-    """Yield `(section, group, metric, value)` for every metric in a `compute_metrics` dict (for tables)."""
-    for metric, value in metrics.get("overall", {}).items():
-        yield "overall", "overall", metric, value
-    for section in ("by_condition", "by_corruption"):
-        for group, values in metrics.get(section, {}).items():
-            for metric, value in values.items():
-                yield section, group, metric, value

@@ -11,7 +11,7 @@ labels = mirage_labels(preds)                    # 1 mirage, 0 not, -1 undetermi
 keep = labels >= 0
 result = fit_layer_probes(features[keep], labels[keep], groups[keep])   # features: [n, L, d]
 text_auroc = text_baseline(questions[keep], labels[keep], groups[keep], fold_ids=result.fold_ids)
-save_probe_results("out/probes", result, text_auroc=text_auroc)
+save_probe_results("out/probes/mirage", result, text_auroc=text_auroc)
 ```
 
 Cross-validation groups rows by `source_id`: a normal pair and its corruptions never sit on both sides of a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,6 @@ class ProbeResult:
     C: float
     label_name: str = "mirage"
     feature: str = "hidden"
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-able summary (no per-row arrays)."""
@@ -206,7 +205,8 @@ def fit_layer_probes(features: np.ndarray, labels: np.ndarray, groups: np.ndarra
         pooling: how `features` were pooled over tokens, one of `POOLINGS` (recorded in the probe).
         label_name: what the labels mean (recorded in the probe).
         feature: "hidden" or "difference" (recorded; see `fit_difference_probes`).
-        fold_ids: precomputed folds from `make_folds`; default computes them from labels/groups/seed.
+        fold_ids: `[n]` precomputed test fold per row (e.g. from `make_folds`); default computes them from
+            labels, groups, n_splits and seed. Given folds are used as they are, grouped or not.
 
     Returns:
         A `ProbeResult`; AUROC is computed on the pooled out-of-fold scores of all rows.
@@ -286,6 +286,8 @@ def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, 
     from sklearn.pipeline import make_pipeline
 
     docs = np.array([str(t) for t in texts], dtype=object)
+    if not any(d.strip() for d in docs):
+        raise ValueError("text_baseline got only empty texts; pass the question of each row.")
     if fold_ids is not None:
         n_splits = len(np.unique(fold_ids))  # the given folds decide, not the default
     y, g = _check_labels(labels, groups, len(docs), n_splits)
@@ -293,7 +295,9 @@ def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, 
     _check_folds(y, fold_ids)
 
     def make_model():
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
+                                             # keep 1-char tokens: "3", "a" and "b" matter in VQA questions
+                                             token_pattern=r"(?u)\b\w+\b"),
                              LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
     return float(roc_auc_score(y, _oof(make_model, docs, y, fold_ids)))
@@ -416,7 +420,7 @@ def summarize_probes(result: ProbeResult, text_auroc: float | None = None,
 def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: float | None = None,
                        difference: ProbeResult | None = None, model_id: str | None = None,
                        model_hash: str | None = None) -> dict:
-    """Write the `probes/` folder: `probes.json`, `probe/` and (if given) `difference_probe/`.
+    """Write one probe folder (e.g. `probes/mirage/`): `probes.json`, `probe/` and `difference_probe/` if given.
 
     Returns:
         The summary written to `probes.json` (see `summarize_probes`).

@@ -58,8 +58,10 @@ def _new_figure(width: float = 7.0, height: float = 4.0):
 
 
 def _behaviour_groups(metrics: dict) -> list[tuple[str, dict]]:
+    """Overall, then each condition, then each corruption within `corrupted`."""
     groups = [("overall", metrics.get("overall", {}))]
     groups += [(name, values) for name, values in metrics.get("by_condition", {}).items()]
+    groups += [(f"corrupted / {name}", values) for name, values in metrics.get("by_corruption", {}).items()]
     return groups
 
 
@@ -81,32 +83,47 @@ def plot_conditions(metrics: dict, path: Path) -> Path:
             err_high.append(m["ci_high"] - v if m.get("ci_high") is not None else 0.0)
         if xs:
             ax.bar(xs, heights, width, yerr=[err_low, err_high], capsize=3, label=_LABELS[name])
-    ax.set_xticks(range(len(groups)), [g for g, _ in groups])
-    ax.set_ylim(0, 1.05)
+    ax.set_xticks(range(len(groups)), [g.replace(" / ", "\n") for g, _ in groups], fontsize="small")
+    ax.set_ylim(0, 1.25)  # headroom so the legend never hides a bar
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("rate")
     ax.set_title("Behaviour per condition (95% CI, bootstrap over sources)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper center", ncol=len(_PLOTTED), fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
+def _probe_summaries(probe_results: dict | None) -> dict[str, dict]:
+    """`{label: summary}` from one `summarize_probes` dict or a mapping of them (entries may be `{"skipped": why}`)."""
+    if not probe_results:
+        return {}
+    if "probe" in probe_results:
+        return {probe_results["probe"].get("label_name", "probe"): probe_results}
+    return dict(probe_results)
+
+
 def plot_probe_auroc(probe_results: dict, path: Path) -> Path:
-    """Out-of-fold AUROC per layer, with the text-only baseline and chance as horizontal lines."""
+    """Out-of-fold AUROC per layer for each probe label, text-only baselines and chance as horizontal lines."""
     fig, ax = _new_figure()
-    probe = probe_results["probe"]
-    ax.plot(probe["layers"], probe["auroc"], marker="o", label=f"probe ({probe.get('pooling', '')})")
-    diff = probe_results.get("difference_probe")
-    if diff:
-        ax.plot(diff["layers"], diff["auroc"], marker="s", label="difference probe h(img) - h(blank)")
-    text_auroc = (probe_results.get("text_baseline") or {}).get("auroc")
-    if text_auroc is not None:
-        ax.axhline(text_auroc, color="tab:red", linestyle="--", label=f"text-only baseline ({text_auroc:.3f})")
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
+    fitted = {k: v for k, v in _probe_summaries(probe_results).items() if v.get("probe")}
+    for (label, summary), color in zip(fitted.items(), colors * len(fitted), strict=False):
+        probe = summary["probe"]
+        ax.plot(probe["layers"], probe["auroc"], marker="o", color=color,
+                label=f"{label} probe ({probe.get('pooling', '')})")
+        diff = summary.get("difference_probe")
+        if diff:
+            ax.plot(diff["layers"], diff["auroc"], marker="s", linestyle="-.", color=color,
+                    label=f"{label} difference probe h(img) - h(blank)")
+        text_auroc = (summary.get("text_baseline") or {}).get("auroc")
+        if text_auroc is not None:
+            ax.axhline(text_auroc, color=color, linestyle="--", label=f"{label} text-only ({text_auroc:.3f})")
     ax.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax.set_xlabel("layer")
     ax.set_ylabel("AUROC (grouped out-of-fold)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Linear probe for '{probe.get('label_name', '')}' per layer")
+    ax.set_title("Linear probes per layer")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
@@ -137,7 +154,7 @@ def plot_consistency(consistency: dict, path: Path) -> Path:
             fracs.append(correct[m].mean())
             counts.append(int(m.sum()))
     bars = ax.bar(xs, fracs, 0.7, color="tab:green")
-    for bar, n in zip(bars, counts):
+    for bar, n in zip(bars, counts, strict=True):
         ax.annotate(f"n={n}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                     va="bottom", fontsize="small")
     ax.set_xticks(range(len(labels)), labels)
@@ -157,20 +174,19 @@ def _metrics_section(metrics: dict | None, out_dir: Path) -> list[str]:
     if not metrics:
         return lines + ["_No metrics given: behaviour section skipped._", ""]
     ci = metrics.get("ci", {})
-    lines += [f"metrics_version {metrics.get('metrics_version')}, {metrics.get('n_rows')} rows from "
-              f"{metrics.get('n_sources')} sources. Cells: value [{ci.get('level', 0.95):.0%} CI] (n = rows in "
-              f"the denominator); CI: {ci.get('method', 'n/a')}, {ci.get('n_boot')} resamples, "
-              f"seed {ci.get('seed')}. Definitions: docs/evaluation.md.", ""]
+    intro = (f"metrics_version {metrics.get('metrics_version')}, {metrics.get('n_rows')} rows from "
+             f"{metrics.get('n_sources')} sources. Cells: value [{ci.get('level', 0.95):.0%} CI] (n = rows in "
+             f"the denominator); CI: {ci.get('method', 'n/a')}, {ci.get('n_boot')} resamples, "
+             f"seed {ci.get('seed')}. Definitions: docs/evaluation.md.")
+    lines += [intro, ""]
     header = ["group"] + [_LABELS[c] for c in _CONDITION_COLUMNS]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = _behaviour_groups(metrics)
-    rows += [(f"corrupted / {name}", values) for name, values in metrics.get("by_corruption", {}).items()]
-    for name, values in rows:
+    for name, values in _behaviour_groups(metrics):
         lines.append("| " + " | ".join([name] + [_cell(values.get(c)) for c in _CONDITION_COLUMNS]) + " |")
     overall = metrics.get("overall", {})
-    lines += ["", f"- **{_LABELS['image_reliance_gap']}** (accuracy on normal minus blank-image rows, paired by "
-              f"source; n = sources): {_cell(overall.get('image_reliance_gap'))}",
-              f"- **{_LABELS['hallucination_rate']}** (overall): {_cell(overall.get('hallucination_rate'))}"]
+    gap = (f"- **{_LABELS['image_reliance_gap']}** (accuracy on normal minus blank-image rows, paired by "
+           f"source; n = sources): {_cell(overall.get('image_reliance_gap'))}")
+    lines += ["", gap, f"- **{_LABELS['hallucination_rate']}** (overall): {_cell(overall.get('hallucination_rate'))}"]
     drops = {k: v.get("paired_accuracy_drop") for k, v in metrics.get("by_corruption", {}).items()}
     for name, drop in drops.items():
         lines.append(f"- paired accuracy drop, normal -> {name}: {_cell(drop)}")
@@ -178,30 +194,42 @@ def _metrics_section(metrics: dict | None, out_dir: Path) -> list[str]:
     return lines + ["", "![behaviour per condition](conditions.png)", ""]
 
 
-def _probe_section(probe_results: dict | None, out_dir: Path) -> list[str]:
-    lines = ["## Probes", ""]
-    if not probe_results or not probe_results.get("probe"):
-        return lines + ["_No probe results given: probe section skipped._", ""]
-    probe = probe_results["probe"]
-    diff = probe_results.get("difference_probe")
-    text_auroc = (probe_results.get("text_baseline") or {}).get("auroc")
-    lines += [f"Label `{probe['label_name']}`, pooling `{probe.get('pooling')}`: {probe['n']} rows "
-              f"({probe['n_positive']} positive) in {probe['n_groups']} source groups, {probe['n_splits']}-fold "
-              f"grouped CV (seed {probe['seed']}, C = {probe['C']}).", "",
-              f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}",
-              f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}",
-              f"- probe minus text: {_fmt(probe_results.get('probe_minus_text'))}"]
+def _one_probe(label: str, summary: dict) -> list[str]:
+    if not summary.get("probe"):
+        return [f"### {label}", "", f"_Skipped: {summary.get('skipped', 'no probe fitted')}._", ""]
+    probe = summary["probe"]
+    diff = summary.get("difference_probe")
+    text_auroc = (summary.get("text_baseline") or {}).get("auroc")
+    intro = (f"Pooling `{probe.get('pooling')}`: {probe['n']} rows ({probe['n_positive']} positive) in "
+             f"{probe['n_groups']} source groups, {probe['n_splits']}-fold grouped CV (seed {probe['seed']}, "
+             f"C = {probe['C']}).")
+    lines = [f"### {label}", "", intro, "",
+             f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}",
+             f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}",
+             f"- probe minus text: {_fmt(summary.get('probe_minus_text'))}"]
     if diff:
         lines.append(f"- difference probe h(image) - h(blank): best layer {diff['best_layer']}, "
-                     f"AUROC {_fmt(diff['best_auroc'])}")
-    diff_by_layer = dict(zip(diff["layers"], diff["auroc"])) if diff else {}
+                     f"AUROC {_fmt(diff['best_auroc'])} ({diff['n']} rows)")
+    diff_by_layer = dict(zip(diff["layers"], diff["auroc"], strict=True)) if diff else {}
     header = "| layer | probe AUROC |" + (" difference AUROC |" if diff else "")
     lines += ["", header, "|---|---|" + ("---|" if diff else "")]
-    for layer, auroc in zip(probe["layers"], probe["auroc"]):
+    for layer, auroc in zip(probe["layers"], probe["auroc"], strict=True):
         extra = f" {_fmt(diff_by_layer.get(layer))} |" if diff else ""
         lines.append(f"| {layer} | {_fmt(auroc)} |{extra}")
-    plot_probe_auroc(probe_results, out_dir / "probe_auroc.png")
-    return lines + ["", "![probe AUROC per layer](probe_auroc.png)", ""]
+    return [*lines, ""]
+
+
+def _probe_section(probe_results: dict | None, out_dir: Path) -> list[str]:
+    lines = ["## Probes", ""]
+    summaries = _probe_summaries(probe_results)
+    if not summaries:
+        return [*lines, "_No probe results given: probe section skipped._", ""]
+    for label, summary in summaries.items():
+        lines += _one_probe(label, summary)
+    if any(v.get("probe") for v in summaries.values()):
+        plot_probe_auroc(probe_results, out_dir / "probe_auroc.png")
+        lines += ["![probe AUROC per layer](probe_auroc.png)", ""]
+    return lines
 
 
 def _consistency_section(consistency: dict | None, out_dir: Path) -> list[str]:
@@ -229,7 +257,8 @@ def write_report(out_dir: str | Path, metrics: dict | None, probe_results: dict 
     Args:
         out_dir: folder to write into (created if missing).
         metrics: output of `compute_metrics`; None skips the behaviour section.
-        probe_results: output of `summarize_probes`; None skips the probe section.
+        probe_results: output of `summarize_probes`, or a mapping `{label: summary}` of several (an entry
+            `{"skipped": reason}` is reported as skipped); None skips the probe section.
         consistency: output of `self_consistency`; None skips the self-consistency section.
 
     Returns:

@@ -12,9 +12,10 @@ users look for (freeze the vision tower, keep LoRA off it, image resolution), so
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trl import ModelConfig
@@ -72,8 +73,10 @@ def resolve_model_path(name_or_path: str) -> str:
     """
     path = Path(os.path.expanduser(name_or_path))
     if path.exists():
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} exists but holds no config.json: it is not a model checkpoint folder")
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise FileNotFoundError(
+                f"{path} exists but holds no config.json (nor adapter_config.json): it is not a model checkpoint folder"
+            )
         return str(path)
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local:
@@ -138,6 +141,15 @@ def load_model(args: ModelArguments, gradient_checkpointing: bool = False, devic
     from transformers import AutoModelForImageTextToText
 
     name = resolve_model_path(args.model_name_or_path)
+    adapter = Path(name) / "adapter_config.json"
+    if adapter.exists():  # a saved LoRA run: load its base the same way, then the adapter on top
+        import peft
+
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        base_args = replace(args, model_name_or_path=base, use_peft=False, load_in_4bit=False, load_in_8bit=False)
+        model = load_model(base_args, gradient_checkpointing,
+                           device_map, trust_remote_code)
+        return peft.PeftModel.from_pretrained(model, name, is_trainable=args.use_peft)
     _check_architecture(name, trust_remote_code, args.model_revision)
     kwargs = dict(
         revision=args.model_revision, trust_remote_code=trust_remote_code,

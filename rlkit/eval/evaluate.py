@@ -1,0 +1,198 @@
+"""Evaluate a VLM on a built eval split: behaviour per condition, hidden-state probes, self-consistency, report.
+
+    rlkit evaluate --model .cache/tiny/sft --data .cache/tiny/data --out runs/eval-sft
+    rlkit evaluate --model Qwen/Qwen2.5-VL-3B-Instruct --data data/vqa-halluc --out runs/eval-base --batch-size 32
+
+Writes to `--out` (formats in docs/evaluation.md): `predictions.jsonl`, `metrics.json`, `consistency.json`,
+`probes/` (per-layer AUROC, best layer, difference probe, text-only baseline, weights as safetensors + JSON)
+and `report.md` with PNG plots. The same steps are available from Python as `evaluate(...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    """How to evaluate (defaults suit the tiny model on CPU; real models want a GPU and bigger batches)."""
+
+    split: str = "eval"
+    batch_size: int = 32
+    max_new_tokens: int = 16
+    consistency_samples: int = 5  # K sampled answers per answerable row; 0 skips self-consistency
+    consistency_temperature: float = 1.0
+    probes: bool = True
+    probe_folds: int = 5
+    probe_C: float = 0.1  # inverse L2 strength: real hidden sizes (d ~ 1-4k) overfit at C = 1
+    limit: int | None = None  # evaluate only the first `limit` source questions (all their conditions)
+    n_boot: int = 1000
+    seed: int = 0
+
+
+def _batches(items: list, size: int, desc: str):
+    for start in tqdm(range(0, len(items), size), desc=desc, unit="batch", leave=False):
+        yield items[start:start + size]
+
+
+def _load_rows(data: str | os.PathLike, settings: EvalSettings) -> list[dict]:
+    from data_builders.contract import load_built
+
+    dataset = load_built(data, split=settings.split)
+    if settings.limit is not None:
+        keep = sorted(set(dataset["source_id"]))[: settings.limit]
+        dataset = dataset.filter(lambda s: s in set(keep), input_columns="source_id")
+    if len(dataset) == 0:
+        raise ValueError(f"{data}: split {settings.split!r} has no rows to evaluate")
+    return [dict(row, idx=i) for i, row in enumerate(dataset)]
+
+
+def predict(model, processor, rows: list[dict], settings: EvalSettings) -> list[dict]:
+    """Greedy answers for every row, judged against the row's ground truth (one `Prediction` per row)."""
+    from rlkit.eval.generate import generate
+    from rlkit.rewards.answers import judge
+
+    preds = []
+    for batch in _batches(rows, settings.batch_size, "generate"):
+        for row, (completion,) in zip(batch, generate(model, processor, batch, settings.max_new_tokens)):
+            verdict = judge(completion, row["answer"], row.get("choices") or None)
+            preds.append({
+                "idx": row["idx"], "source_id": row["source_id"], "condition": row["condition"],
+                "corruption": row["corruption"], "severity": float(row["severity"]), "task": row["task"],
+                "question": row["question"], "answer": row["answer"], "answerable": bool(row["answerable"]),
+                "target": row["target"], "completion": completion, "parsed": verdict.parsed,
+                "abstained": verdict.abstained, "correct": verdict.correct,
+            })
+    return preds
+
+
+def consistency(model, processor, rows: list[dict], preds: list[dict], settings: EvalSettings) -> dict:
+    """Self-consistency of K sampled answers on answerable rows, as a predictor of greedy correctness."""
+    from rlkit.eval.consistency import self_consistency
+    from rlkit.eval.generate import generate
+    from rlkit.rewards.answers import judge
+
+    items = [(row, pred) for row, pred in zip(rows, preds) if pred["answerable"]]
+    samples = []
+    for i, batch in enumerate(_batches(items, max(1, settings.batch_size // settings.consistency_samples),
+                                       "self-consistency")):
+        texts = generate(model, processor, [row for row, _ in batch], settings.max_new_tokens,
+                         num_samples=settings.consistency_samples, temperature=settings.consistency_temperature,
+                         seed=settings.seed + i)
+        samples += [[judge(t, row["answer"]).parsed for t in group] for (row, _), group in zip(batch, texts)]
+    return self_consistency(samples, [pred["correct"] for _, pred in items])
+
+
+def features(model, processor, rows: list[dict], settings: EvalSettings) -> dict[str, np.ndarray]:
+    """Pooled hidden states of every layer for every row, one forward pass each, batched."""
+    from rlkit.eval.generate import hidden_features
+
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in _batches(rows, settings.batch_size, "hidden states"):
+        for key, value in hidden_features(model, processor, batch).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], out: Path,
+           settings: EvalSettings, model_id: str) -> dict:
+    """Mirage and correctness probes per layer vs a text-only baseline on the same folds; weights saved."""
+    from data_builders.contract import prompt_text
+    from rlkit.eval.probes import (correct_labels, fit_difference_probes, fit_layer_probes, mirage_labels,
+                                   save_probe_results, text_baseline)
+
+    groups = np.array([p["source_id"] for p in preds])
+    texts = [prompt_text(row["prompt"]) for row in rows]
+    blank_of = {p["source_id"]: i for i, p in enumerate(preds) if p["corruption"] == "blank"}
+    summaries = {}
+    for name, labels in (("mirage", mirage_labels(preds)), ("correct", correct_labels(preds))):
+        keep = np.flatnonzero(labels >= 0)
+        y, g = labels[keep], groups[keep]
+        kw = dict(n_splits=settings.probe_folds, seed=settings.seed, C=settings.probe_C, label_name=name)
+        try:
+            result = fit_layer_probes(feats["last_token"][keep], y, g, pooling="last_token", **kw)
+        except ValueError as err:  # e.g. a model that never mirages: nothing to probe, say why
+            logger.warning("Skipping the %s probe: %s", name, err)
+            summaries[name] = {"skipped": str(err)}
+            continue
+        text_auroc = text_baseline([texts[i] for i in keep], y, g, fold_ids=result.fold_ids)
+        # Blank rows themselves are left out: h(blank) - h(blank) = 0 would give them away.
+        paired = np.array([i for i in keep if groups[i] in blank_of and preds[i]["corruption"] != "blank"])
+        difference = None
+        if len(paired):
+            blank_rows = [blank_of[groups[i]] for i in paired]
+            try:
+                difference = fit_difference_probes(feats["last_token"][paired], feats["last_token"][blank_rows],
+                                                   labels[paired], groups[paired], **kw)
+            except ValueError as err:
+                logger.warning("Skipping the %s difference probe: %s", name, err)
+        summaries[name] = save_probe_results(out / "probes" / name, result, text_auroc, difference,
+                                             model_id=model_id)
+    return summaries
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, settings: EvalSettings | None = None,
+             overwrite: bool = False, trust_remote_code: bool = False) -> dict:
+    """Run every evaluation step and write the output folder atomically.
+
+    Returns:
+        `metrics.json`'s content, plus `probes` and `consistency` summaries.
+    """
+    import torch
+
+    from rlkit.eval.metrics import compute_metrics, write_metrics
+    from rlkit.eval.report import write_report
+    from rlkit.models.load import ModelArguments, load_model, load_processor
+
+    settings = settings or EvalSettings()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    rows = _load_rows(data, settings)
+    model_args = ModelArguments(model_name_or_path=str(model_path), dtype="auto")
+    model = load_model(model_args, trust_remote_code=trust_remote_code).eval()
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    processor = load_processor(model_args, trust_remote_code=trust_remote_code)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        preds = predict(model, processor, rows, settings)
+        _write_jsonl(tmp / "predictions.jsonl", preds)
+        metrics = compute_metrics(preds, n_boot=settings.n_boot, seed=settings.seed)
+        write_metrics(tmp / "metrics.json", metrics)
+        sc = consistency(model, processor, rows, preds, settings) if settings.consistency_samples > 0 else None
+        if sc is not None:
+            (tmp / "consistency.json").write_text(json.dumps(sc, indent=2, allow_nan=False) + "\n")
+        probe_summaries = {}
+        if settings.probes:
+            feats = features(model, processor, rows, settings)
+            probe_summaries = probes(rows, preds, feats, tmp, settings, model_id=str(model_path))
+        mirage = probe_summaries.get("mirage")
+        write_report(tmp, metrics, mirage if mirage and "skipped" not in mirage else None, sc)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Wrote the evaluation of %s to %s", model_path, out)
+    return {**metrics, "probes": probe_summaries, "consistency": sc}
