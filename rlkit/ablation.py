@@ -43,8 +43,9 @@ class AblationConfig:
     name: str
     out_dir: str
     data_recipe: str
-    sft_recipe: str
     grpo_recipe: str
+    sft_recipe: str | None = None  # warm start run once (tiny models); None: GRPO starts from base_model
+    base_model: str | None = None  # an instruction-tuned VLM (path or hub id) when there is no sft_recipe
     arms: list[str] = field(default_factory=lambda: ["standard", "hallucination", "mixed"])
     rewards: list[str] = field(default_factory=lambda: ["accuracy", "groundedness"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -74,8 +75,10 @@ class AblationConfig:
         unknown = sorted(set(self.eval) - valid)
         if unknown:
             raise ValueError(f"ablation eval: unknown key(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        if (self.sft_recipe is None) == (self.base_model is None):
+            raise ValueError("ablation: set exactly one of sft_recipe (train a warm start) and base_model")
         for path in (self.data_recipe, self.sft_recipe, self.grpo_recipe):
-            if not Path(path).is_file():
+            if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"ablation recipe names {path}, which does not exist")
 
 
@@ -123,7 +126,9 @@ class Ablation:
     def __init__(self, config: AblationConfig, overwrite: bool = False):
         self.cfg, self.overwrite = config, overwrite
         self.out = Path(config.out_dir)
-        self.data_dir, self.sft_dir = self.out / "data", self.out / "sft"
+        self.data_dir = self.out / "data"
+        # The model every arm starts from, and the `base` row of the results.
+        self.base = str(self.out / "sft") if config.sft_recipe else config.base_model
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -185,36 +190,53 @@ class Ablation:
         script.main(*script.parse(argv))
         torch.set_grad_enabled(True)  # evaluation between runs turns it off in this process
 
-    def run_sft(self, fingerprint: str) -> None:
-        overrides = {**self.cfg.sft_overrides, "output_dir": str(self.sft_dir), "dataset_path": str(self.data_dir)}
+    def run_sft(self, fingerprint: str) -> str:
+        """Train the warm start once; returns its config hash (part of every arm's hash)."""
+        if self.cfg.sft_recipe is None:
+            return _hash(self.base)
+        sft_dir = Path(self.base)
+        overrides = {**self.cfg.sft_overrides, "output_dir": str(sft_dir), "dataset_path": str(self.data_dir)}
         config_hash = _hash({"recipe": Path(self.cfg.sft_recipe).read_text(), "overrides": overrides,
                              "data": fingerprint})
-        if self._check_or_reset(self.sft_dir, config_hash):
-            return
+        if self._check_or_reset(sft_dir, config_hash):
+            return config_hash
         start = time.perf_counter()
-        logger.info("SFT warm start -> %s", self.sft_dir)
+        logger.info("SFT warm start -> %s", sft_dir)
         self._train("rlkit.train.sft", self.cfg.sft_recipe, overrides)
-        self._write_manifest(self.sft_dir, stage="sft", recipe_path=self.cfg.sft_recipe, overrides=overrides,
+        self._write_manifest(sft_dir, stage="sft", recipe_path=self.cfg.sft_recipe, overrides=overrides,
                              config_hash=config_hash, data_fingerprint=fingerprint, data_dir=str(self.data_dir),
                              status="done", wall_time_s=time.perf_counter() - start)
+        return config_hash
 
-    def evaluate(self, model_dir: Path, out: Path) -> None:
+    def evaluate(self, model_dir: str | Path, out: Path) -> None:
         from rlkit.eval.evaluate import EvalSettings, evaluate
 
         if (out / "metrics.json").exists():
             return
         evaluate(str(model_dir), self.data_dir, out, EvalSettings(**self.cfg.eval), overwrite=out.exists())
 
-    def run_arm(self, arm: str, reward: str, seed: int, fingerprint: str) -> Path:
+    def evaluate_base(self, base_hash: str, fingerprint: str) -> None:
+        """The `base` row: the model every arm starts from, on the same eval split."""
+        run_dir = self.out / "base"
+        config_hash = _hash({"base": base_hash, "data": fingerprint, "eval": self.cfg.eval})
+        if self._check_or_reset(run_dir, config_hash):
+            return
+        start = time.perf_counter()
+        shutil.rmtree(run_dir / "eval", ignore_errors=True)  # a stale or partial evaluation
+        self.evaluate(self.base, run_dir / "eval")
+        self._write_manifest(run_dir, stage="base", base_model=self.base, config_hash=config_hash,
+                             data_fingerprint=fingerprint, data_dir=str(self.data_dir), status="done",
+                             wall_time_s=time.perf_counter() - start)
+
+    def run_arm(self, arm: str, reward: str, seed: int, fingerprint: str, base_hash: str) -> Path:
         run_dir = self.out / f"{arm}-{reward}" / f"seed{seed}"
         overrides = {
             **self.cfg.grpo_overrides, "arm": arm, "reward_funcs": [reward], "seed": seed,
             "output_dir": str(run_dir / "model"), "dataset_path": str(self.data_dir),
-            "model_name_or_path": str(self.sft_dir),
+            "model_name_or_path": self.base,
         }
         config_hash = _hash({"recipe": Path(self.cfg.grpo_recipe).read_text(), "overrides": overrides,
-                             "data": fingerprint, "eval": self.cfg.eval,
-                             "sft": json.loads((self.sft_dir / "run.json").read_text())["config_hash"]})
+                             "data": fingerprint, "eval": self.cfg.eval, "base": base_hash})
         if self._check_or_reset(run_dir, config_hash):
             return run_dir
         start = time.perf_counter()
@@ -228,7 +250,7 @@ class Ablation:
         recipe = yaml.safe_load(Path(self.cfg.grpo_recipe).read_text())
         self._write_manifest(run_dir, arm=arm, reward=reward, seed=seed, config_hash=config_hash, status="done",
                              recipe_path=self.cfg.grpo_recipe, recipe={**recipe, **overrides}, overrides=overrides,
-                             data_fingerprint=fingerprint, data_dir=str(self.data_dir), base_model=str(self.sft_dir),
+                             data_fingerprint=fingerprint, data_dir=str(self.data_dir), base_model=self.base,
                              wall_time_s=time.perf_counter() - start)
         return run_dir
 
@@ -238,14 +260,15 @@ class Ablation:
 
         start = time.perf_counter()
         fingerprint = self.build_data()
-        self.run_sft(fingerprint)
-        self.evaluate(self.sft_dir, self.out / "base" / "eval")
+        base_hash = self.run_sft(fingerprint)
+        self.evaluate_base(base_hash, fingerprint)
         runs = [(a, r, s) for a in self.cfg.arms for r in self.cfg.rewards for s in self.cfg.seeds]
         for i, (arm, reward, seed) in enumerate(runs, 1):
             logger.info("[%d/%d] %s-%s seed %d", i, len(runs), arm, reward, seed)
-            self.run_arm(arm, reward, seed, fingerprint)
+            self.run_arm(arm, reward, seed, fingerprint, base_hash)
         results = aggregate(self.out, self.cfg.arms, self.cfg.rewards, self.cfg.seeds)
         results["data_fingerprint"] = fingerprint
+        results["out_dir"] = str(self.out)
         results["wall_time_s"] = time.perf_counter() - start
         return results
 

@@ -46,6 +46,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from rlkit.ablation import main as ablate
+
+    results = ablate(args.recipe, overwrite=args.overwrite)
+    from rlkit.aggregate import results_table
+
+    print(results_table(results))
+    print(f"\nwall time {results['wall_time_s'] / 60:.1f} min; results.md, results.json and results.png are in "
+          f"{results['out_dir']}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from rlkit.publish import main as publish_main
+
+    return publish_main(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rlkit.demo import main as demo_main
 
@@ -86,6 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from the checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("ablate", help="arms x rewards x seeds: build data, SFT, GRPO, evaluate, aggregate")
+    p.add_argument("--recipe", required=True, help="ablation YAML (e.g. recipes/tiny/ablation.yaml)")
+    p.add_argument("--overwrite", action="store_true", help="rerun stages whose recipe changed")
+    p.set_defaults(func=_ablate)
+
+    p = sub.add_parser("publish", help="a hub-ready folder (model, card, eval, probe) from a run; --push uploads it")
+    p.add_argument("--run", required=True, help="finished run folder (run.json, model/, eval/)")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--merge", action="store_true", help="merge a LoRA adapter into its base (adapter kept in adapter/)")
+    p.add_argument("--repo-id", default=None, help="hub repo (user/name): named in the card; where --push uploads")
+    p.add_argument("--push", action="store_true", help="upload --out to --repo-id (token: HF_TOKEN or `hf auth login`)")
+    p.add_argument("--private", action="store_true", help="create the hub repo as private")
+    p.add_argument("--license", default="apache-2.0", help="license id in the card metadata")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_publish)
 
     p = sub.add_parser("demo", help="the main job on the embedded tiny model (what `make demo` runs)")
     p.add_argument("--cache", default=".cache", help="where tiny models, data and runs are cached")

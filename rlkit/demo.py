@@ -1,47 +1,56 @@
-"""`make demo`: the main job on the embedded default, offline on CPU.
+"""`make demo`: the main job on the embedded default, offline on 2 CPU cores.
 
-Today it builds the tiny Qwen2.5-VL-architecture model (cached under `--cache`), loads it back through
-`rlkit.models.load` as any hub model would be, and runs batched generation on a rendered scene and on a
-blank image, printing what it ran and how long each step took.
+Runs `recipes/tiny/ablation.yaml` (tiny Qwen2.5-VL-architecture model, synthetic scenes: data, SFT warm start,
+3 arms x 2 rewards x 3 seeds of GRPO, evaluation with probes), prints the results table, then reads the
+headline effects off the results it just produced. A second run reuses everything already finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
+
+RECIPE = "recipes/tiny/ablation.yaml"
+
+
+def _pct(stat: dict) -> str:
+    return "n/a" if stat["mean"] is None else f"{100 * stat['mean']:.1f}%"
+
+
+def headline(results: dict) -> list[str]:
+    """Plain-language findings computed from `results.json` (never fixed text)."""
+    rows = results["rows"]
+    base, lines = rows["base"], []
+    lines.append(f"base (SFT) model: abstains on {_pct(base['abstention_unanswerable'])} of evidence-destroyed "
+                 f"items, clean accuracy {_pct(base['clean_accuracy'])}")
+    for name in ("mixed-groundedness", "hallucination-accuracy", "standard-accuracy"):
+        if name not in rows:
+            continue
+        row = rows[name]
+        delta = None
+        if row["clean_accuracy"]["mean"] is not None and base["clean_accuracy"]["mean"] is not None:
+            delta = 100 * (row["clean_accuracy"]["mean"] - base["clean_accuracy"]["mean"])
+        lines.append(f"{name}: abstains on {_pct(row['abstention_unanswerable'])} of them, mirage rate "
+                     f"{_pct(row['mirage_rate'])}, clean accuracy {_pct(row['clean_accuracy'])}"
+                     + ("" if delta is None else f" ({delta:+.1f} points vs base)"))
+    probe, text = base["probe_auroc"]["mean"], base["text_auroc"]["mean"]
+    if probe is not None and text is not None:
+        lines.append(f"mirage probe on the base model: AUROC {probe:.3f} vs text-only baseline {text:.3f}")
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image, ImageDraw
+    from rlkit.ablation import Ablation, load_ablation
+    from rlkit.aggregate import results_table
 
-    from rlkit.models.load import ModelArguments, load_model, load_processor
-    from rlkit.models.tiny import ensure_tiny_model
-
-    t0 = time.perf_counter()
-    path = ensure_tiny_model(Path(args.cache) / "tiny-qwen2_5_vl")
-    model_args = ModelArguments(model_name_or_path=str(path))
-    model, processor = load_model(model_args), load_processor(model_args)
-    t_load = time.perf_counter() - t0
-
-    scene = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(scene).ellipse((12, 12, 52, 52), fill="red")
-    images = [scene, Image.new("RGB", (64, 64), "white")]
-    question = 'What color is the circle? Answer with one word, or say "cannot tell" if the image does not show it.'
-    messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]] * 2
-    texts = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=8, do_sample=False)
-    t_gen = time.perf_counter() - t1
-    answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model      {path} ({type(model).__name__}, {n_params:,} parameters), built+loaded in {t_load:.1f} s")
-    print(f"prompt     {question}")
-    for name, answer in zip(("red circle", "blank image"), answers):
-        print(f"{name:<11}-> {answer!r}")
-    print(f"generation 2 samples x 8 tokens in {t_gen:.2f} s (random weights: the answers are noise until trained)")
+    config = load_ablation(RECIPE)
+    if args.cache != ".cache":
+        config.out_dir = f"{args.cache}/runs/tiny"
+    results = Ablation(config).run()
+    print()
+    print(results_table(results))
+    print()
+    for line in headline(results):
+        print("  " + line)
+    print(f"\nwall time {results['wall_time_s'] / 60:.1f} min. Table: {config.out_dir}/results.md, "
+          f"plots: {config.out_dir}/results.png, per-run reports: {config.out_dir}/<arm>-<reward>/seed<k>/eval/report.md")
     return 0

@@ -90,7 +90,7 @@ def consistency(model, processor, rows: list[dict], preds: list[dict], settings:
         texts = generate(model, processor, [row for row, _ in batch], settings.max_new_tokens,
                          num_samples=settings.consistency_samples, temperature=settings.consistency_temperature,
                          seed=settings.seed + i)
-        samples += [[judge(t, row["answer"]).parsed for t in group] for (row, _), group in zip(batch, texts)]
+        samples += [[judge(t, row["answer"]).normalized for t in group] for (row, _), group in zip(batch, texts)]
     return self_consistency(samples, [pred["correct"] for _, pred in items])
 
 

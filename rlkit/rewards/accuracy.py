@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlkit.rewards.answers import DEFAULT_TOL, judge
-from rlkit.rewards.grounding import MetricLogger, as_bool, behaviour_rates, log_rates, read_column
+from rlkit.rewards.grounding import (
+    MetricLogger,
+    as_bool,
+    behaviour_rates,
+    log_rates,
+    read_column,
+)
 
 
 class Accuracy:

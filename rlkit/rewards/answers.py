@@ -1,17 +1,10 @@
 """Parse, normalise and judge short VQA answers, and detect abstention.
 
-Shared by the reward functions (`rlkit.rewards`) and the evaluator (`rlkit.eval`), so a completion is judged the
-same way during training and evaluation. Everything here is pure string work: no model, no I/O.
-
-The pipeline for one completion (`judge`):
-
-1. `completion_to_text`: a TRL completion (plain string or list of chat messages) -> text.
-2. `extract_answer`: drop special tokens and `<think>` blocks, take the last `<answer>...</answer>` if any,
-   else the free text minus a lead-in such as "The answer is".
-3. `is_abstention`: does the answer say the model cannot tell? An empty answer is *not* an abstention: silence
-   must not earn the abstention reward, or the policy learns to say nothing.
-4. `is_correct`: compare with the ground truth after `normalize` (case, punctuation, articles, number words,
-   yes/no variants, multiple-choice letters, numeric tolerance). Abstentions are never correct.
+Shared by the rewards and the evaluator (`rlkit.eval`), so a completion is judged the same way in training and
+evaluation. Pure string work: no model, no I/O. `judge(completion, answer)` runs the pipeline:
+`completion_to_text` -> `extract_answer` (last `<answer>` block, else the free text) -> `is_abstention` -> `is_correct`
+(after `normalize`). An empty answer is a wrong answer, never an abstention: silence must not earn the abstention
+reward, or the policy learns to say nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 # Same phrase as `data_builders.contract.ABSTAIN_TEXT`, hard-coded so rlkit.rewards never imports data_builders.
@@ -37,7 +30,7 @@ INABILITY_PHRASES: tuple[str, ...] = (
     "cannot be seen", "cannot identify", "cannot be identified", "cannot say", "cannot confirm", "cannot read",
     "cannot make out", "cannot count", "cannot know", "cannot infer", "cannot be inferred", "cannot judge",
     "cannot be sure", "cannot verify", "unable to", "not able to", "not possible to", "impossible to",
-    "no way to tell", "hard to tell", "difficult to tell", "hard to say", "difficult to say",
+    "no way to", "hard to tell", "difficult to tell", "hard to say", "difficult to say",
     "not sure", "unsure", "uncertain", "not certain", "do not know", "no idea", "unknown", "not enough information",
     "insufficient information", "not enough detail", "not enough visual", "not determinable", "indeterminable",
     "undeterminable", "unanswerable", "i abstain",
@@ -61,7 +54,8 @@ _THINK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _OPEN_ANSWER_RE = re.compile(r"<answer>(.*)$", re.IGNORECASE | re.DOTALL)
 _LEAD_IN_RE = re.compile(
-    r"^(?:(?:so|thus|therefore|well)\s*,?\s+)?(?:(?:the|my)\s+)?(?:final\s+|short\s+)?answer\s*(?:is|would be)?\s*[:\-]?\s*"
+    r"^(?:(?:so|thus|therefore|well)\s*,?\s+)?(?:(?:the|my)\s+)?(?:final\s+|short\s+)?answer"
+    r"\s*(?:is|would be)?\s*[:\-]?\s*"
     r"|^(?:it|this|that)\s*(?:is|'s|\u2019s)\s+"
     r"|^(?:they|there)\s+(?:are|is)\s+"
     r"|^i\s+(?:see|think|believe)\s+(?:that\s+)?",
@@ -75,31 +69,35 @@ _ARTICLES = frozenset({"a", "an", "the"})
 _YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct"})
 _NO = frozenset({"no", "nope", "nah", "false", "incorrect"})
 _NEGATIONS = frozenset({"not", "no", "never", "neither", "nor"})
-_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine".split())}
-_TEENS = {w: i + 10 for i, w in enumerate("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split())}  # fmt: skip
-_TENS = {w: (i + 2) * 10 for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SMALL = {w: i for i, w in enumerate((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"))}  # fmt: skip
+_TENS = {w: 10 * i for i, w in enumerate(
+    ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"), start=2)}  # fmt: skip
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-_NUMBER_WORDS = frozenset({*_UNITS, *_TEENS, *_TENS, "hundred", *_SCALES})
+_NUMBER_WORDS = frozenset({*_SMALL, *_TENS, "hundred", *_SCALES})
 # Apostrophe-free spellings models emit ("cant tell"), mapped like their contracted forms.
 _CONTRACTIONS = {"cant": "cannot", "dont": "do not", "doesnt": "does not", "isnt": "is not", "arent": "are not",
                  "wont": "will not", "couldnt": "could not", "wasnt": "was not", "im": "i am"}  # fmt: skip
-_CHOICE_LETTER_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?[(\[]?([a-z])[)\]]?[.:]?", re.IGNORECASE)
-_CHOICE_LETTER_TEXT_RE = re.compile(r"[(\[]?([A-Z])[)\].:]\s+\S.*", re.DOTALL)
+_CHOICE_LETTER_RE = re.compile(
+    r"(?:(?:option|choice|answer)\s*:?\s*)?[(\[]?([a-z])[)\]]?[.:]?", re.IGNORECASE | re.ASCII
+)
+_CHOICE_LETTER_TEXT_RE = re.compile(r"[(\[]?([A-Z])[)\].:]\s+\S.*", re.DOTALL | re.ASCII)
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """How one completion was read and scored.
-
-    Args:
-        parsed (`str`): The extracted answer, before normalisation ("" when the completion has none).
-        abstained (`bool`): The answer says the model cannot tell.
-        correct (`bool`): The answer matches the ground truth (always `False` when `abstained`).
-    """
+    """How one completion was read: `parsed` answer (not normalised; "" if none), `abstained`, `correct`
+    (always `False` when `abstained`). Group or compare answers by `normalized`, not by `parsed`."""
 
     parsed: str
     abstained: bool
     correct: bool
+
+    @property
+    def normalized(self) -> str:
+        """`normalize(parsed)`: "Red." and "red" agree (choice letters are not mapped: no choices here)."""
+        return normalize(self.parsed)
 
 
 def strip_special_tokens(text: str) -> str:
@@ -108,14 +106,8 @@ def strip_special_tokens(text: str) -> str:
 
 
 def completion_to_text(completion: Any) -> str:
-    """Turn a TRL completion into text.
-
-    Args:
-        completion: A plain string (standard format), a list of chat messages (conversational format; the content
-            of the last assistant message is used), a single message dict, or `None` (read as "").
-
-    Returns:
-        `str`: The completion text, special tokens left in place.
+    """Text of a TRL completion: a string, the last assistant message of a conversational completion (text parts
+    of multimodal content joined), a single message dict, or `None` (""). Special tokens are left in place.
 
     Example:
     >>> completion_to_text([{"role": "assistant", "content": "red"}])
@@ -127,26 +119,16 @@ def completion_to_text(completion: Any) -> str:
         return ""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, Mapping):
-        return _content_to_text(completion.get("content"))
-    if isinstance(completion, Sequence):
-        if not completion:
-            return ""
-        messages = [m for m in completion if isinstance(m, Mapping)]
-        if len(messages) != len(completion):
-            raise TypeError(f"a conversational completion must be a list of message dicts, got {completion!r:.200}")
-        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
-        return _content_to_text((assistant or messages)[-1].get("content"))
-    raise TypeError(f"cannot read a completion of type {type(completion).__name__}; expected str or list of messages")
-
-
-def _content_to_text(content: Any) -> str:
-    if content is None:
-        return ""
+    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
+        assistant = [m for m in completion if m.get("role", "assistant") == "assistant"]
+        completion = (assistant or completion or [{}])[-1]
+    if not isinstance(completion, Mapping):
+        raise TypeError(f"cannot read a completion of type {type(completion).__name__}; expected str or messages")
+    content = completion.get("content") or ""
     if isinstance(content, str):
         return content
     # Multimodal message content: [{"type": "text", "text": ...}, {"type": "image"}, ...]
-    return " ".join(part.get("text") or "" for part in content if isinstance(part, Mapping))
+    return " ".join(part["text"] for part in content if isinstance(part, Mapping) and part.get("text"))
 
 
 def extract_answer(text: str | Any) -> str:
@@ -161,7 +143,7 @@ def extract_answer(text: str | Any) -> str:
         text: The completion, as text or in any form `completion_to_text` reads.
 
     Returns:
-        `str`: The answer, stripped but not normalised; "" when there is none.
+        `str`: The answer, stripped but not normalised ("" when there is none).
 
     Example:
     >>> extract_answer("<think>blue or red?</think><answer> Red </answer><|im_end|>")
@@ -187,7 +169,7 @@ def extract_answer(text: str | Any) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    """Unicode-fold, lowercase, drop accents and apostrophes (so "don't" -> "dont") and split into word / number tokens."""
+    """Fold case, accents and apostrophes ("Don't" -> "dont"), then split into word and number tokens."""
     # Decompose, casefold, drop accents ("Café" == "cafe", "İ" -> "i"), recompose: stable under a second pass.
     text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", strip_special_tokens(text)).casefold())
     text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c)))
@@ -204,32 +186,21 @@ def _canonical_number(token: str) -> str:
 
 
 def _words_to_number(words: list[str]) -> int | None:
-    """Read a run of number words ("twenty one", "one hundred and five"); `None` if it is not one number."""
+    """Read a run of number words ("twenty one", "a hundred and five"); `None` if it is not one number."""
     total, current, last = 0, 0, ""
-    for word in words:
-        if word in _UNITS:
-            if last in ("unit", "teen"):
-                return None
-            current, last = current + _UNITS[word], "unit"
-        elif word in _TEENS:
-            if last in ("unit", "teen", "ten"):
-                return None
-            current, last = current + _TEENS[word], "teen"
-        elif word in _TENS:
-            if last in ("unit", "teen", "ten"):
-                return None
-            current, last = current + _TENS[word], "ten"
-        elif word == "hundred":
-            if last not in ("", "unit", "teen", "ten", "scale") or current >= 100:
-                return None
-            current, last = max(current, 1) * 100, "hundred"  # bare "hundred" as in "a hundred"
-        elif word == "and":
-            if last not in ("hundred", "scale"):
-                return None
-        else:  # thousand / million / billion
-            if last in ("", "scale"):
-                return None
-            total, current, last = total + current * _SCALES[word], 0, "scale"
+    for w in words:
+        if w in _SMALL and (last in ("", "hundred", "scale", "and") or (last == "ten" and _SMALL[w] < 10)):
+            current, last = current + _SMALL[w], "small"
+        elif w in _TENS and last in ("", "hundred", "scale", "and"):
+            current, last = current + _TENS[w], "ten"
+        elif w == "hundred" and last in ("", "small", "ten") and current < 100:
+            current, last = max(current, 1) * 100, "hundred"  # a bare "hundred" is 100, as in "a hundred"
+        elif w in _SCALES and last not in ("", "scale", "and"):
+            total, current, last = total + current * _SCALES[w], 0, "scale"
+        elif w == "and" and last in ("hundred", "scale"):
+            last = "and"
+        else:
+            return None
     return None if last in ("", "and") else total + current
 
 
@@ -237,20 +208,18 @@ def _replace_number_words(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        if tokens[i] not in _NUMBER_WORDS:
-            out.append(tokens[i])
-            i += 1
-            continue
         j = i
-        while j < len(tokens) and (tokens[j] in _NUMBER_WORDS or (tokens[j] == "and" and tokens[j - 1] in ("hundred", *_SCALES))):
+        while j < len(tokens) and (tokens[j] in _NUMBER_WORDS or (tokens[j] == "and" and j > i)):
             j += 1
-        if tokens[j - 1] == "and":  # "a hundred and" + non-number: the "and" is a conjunction
+        while j > i and tokens[j - 1] == "and":  # "a hundred and ten cats" keeps the "and"; "five and" does not
             j -= 1
-        value = _words_to_number(tokens[i:j])
-        if value is not None:
+        if j == i:
+            out.append(tokens[i])
+            j += 1
+        elif (value := _words_to_number(tokens[i:j])) is not None:
             out.append(str(value))
-        else:  # "one two": a list of numbers, not one number
-            out.extend(str(_words_to_number([w])) if _words_to_number([w]) is not None else w for w in tokens[i:j])
+        else:  # "one two" is a list of numbers, not one number: convert word by word
+            out.extend(w if _words_to_number([w]) is None else str(_words_to_number([w])) for w in tokens[i:j])
         i = j
     return out
 
@@ -276,17 +245,12 @@ def normalize(text: str, choices: Sequence[str] | None = None) -> str:
     >>> normalize("(b)", choices=["red", "Blue"])
     'blue'
     """
-    if choices:
-        chosen = _choice_from_letter(text, choices)
-        if chosen is not None:
-            text = chosen
+    text = (_choice_from_letter(text, choices) if choices else None) or text
     tokens = [_canonical_number(t) if _NUMBER_RE.fullmatch(t) else t for t in _tokens(text)]
     tokens = _replace_number_words(tokens)
     tokens = [t for t in tokens if t not in _ARTICLES] or tokens
-    if len(tokens) == 1 and tokens[0] in _YES:
-        return "yes"
-    if len(tokens) == 1 and tokens[0] in _NO:
-        return "no"
+    if len(tokens) == 1 and tokens[0] in _YES | _NO:
+        return "yes" if tokens[0] in _YES else "no"
     return " ".join(tokens)
 
 
@@ -309,16 +273,12 @@ def _match_choice(text: str, choices: Sequence[str]) -> str | None:
     normalized = [normalize(str(c)) for c in choices]
     if pred in normalized:
         return pred
-    # "the ball is red" picks "red"; "red or blue" names two choices and picks none (no credit for hedging lists).
+    # "the ball is red" picks "red"; "red or blue" names two choices and picks none (no credit for hedging lists);
+    # "not red" names red without picking it.
+    if _NEGATIONS.intersection(pred.split()) - set(" ".join(normalized).split()):
+        return None
     mentioned = {c for c in normalized if c and f" {c} " in f" {pred} "}
     return mentioned.pop() if len(mentioned) == 1 else None
-
-
-def _as_number(text: str) -> Decimal | None:
-    try:
-        return Decimal(text) if _NUMBER_RE.fullmatch(text) else None
-    except InvalidOperation:  # pragma: no cover - the regex only lets valid literals through
-        return None
 
 
 def is_correct(pred: str, answer: str, choices: Sequence[str] | None = None, tol: float = DEFAULT_TOL) -> bool:
@@ -359,12 +319,11 @@ def is_correct(pred: str, answer: str, choices: Sequence[str] | None = None, tol
             return pred_choice == gold_choice
     if pred_norm == gold_norm:
         return True
-    gold_number = _as_number(gold_norm)
-    if gold_number is not None:
-        tokens = pred_norm.split()
-        numbers = [n for n in map(_as_number, tokens) if n is not None]
+    if _NUMBER_RE.fullmatch(gold_norm):  # normalised numbers carry no thousands separators: Decimal reads them
+        gold, tokens = Decimal(gold_norm), pred_norm.split()
+        numbers = [Decimal(t) for t in tokens if _NUMBER_RE.fullmatch(t)]
         if len(numbers) == 1 and not _NEGATIONS.intersection(tokens):
-            return abs(numbers[0] - gold_number) <= Decimal(str(tol)) * max(Decimal(1), abs(gold_number))
+            return abs(numbers[0] - gold) <= Decimal(str(tol)) * max(Decimal(1), abs(gold))
         return False
     if gold_norm in ("yes", "no"):
         first = pred_norm.split()[0]
@@ -378,14 +337,16 @@ def _canonical_words(text: str) -> str:
     text = re.sub(r"\bcan\s*'?\s*t\b|\bcan not\b", "cannot", text, flags=re.IGNORECASE)
     text = re.sub(r"\bwon't\b", "will not", text, flags=re.IGNORECASE)
     text = re.sub(r"n't\b", " not", text, flags=re.IGNORECASE)
-    words = [_CONTRACTIONS.get(t, t) for t in _tokens(text)]
-    return " ".join(words)
+    return " ".join(_CONTRACTIONS.get(t, t) for t in _tokens(text))
+
+
+# The default lists in the form they are matched in, computed once rather than per completion.
+_CANONICAL_INABILITY = tuple(_canonical_words(p) for p in INABILITY_PHRASES)
+_CANONICAL_EVIDENCE = tuple(_canonical_words(p) for p in EVIDENCE_PHRASES)
 
 
 def is_abstention(
-    text: str,
-    phrases: Sequence[str] | None = None,
-    evidence_phrases: Sequence[str] | None = None,
+    text: str, phrases: Sequence[str] | None = None, evidence_phrases: Sequence[str] | None = None
 ) -> bool:
     """Does an answer decline to answer ("cannot tell", "I don't know", "not visible", ...)?
 
@@ -416,11 +377,11 @@ def is_abstention(
     if not words:
         return False
     padded = f" {words} "
-    phrases = INABILITY_PHRASES if phrases is None else phrases
-    if any(f" {_canonical_words(p)} " in padded for p in phrases):
+    strong = _CANONICAL_INABILITY if phrases is None else [_canonical_words(p) for p in phrases]
+    if any(f" {p} " in padded for p in strong if p):
         return True
-    evidence_phrases = EVIDENCE_PHRASES if evidence_phrases is None else evidence_phrases
-    if not any(f" {_canonical_words(p)} " in padded for p in evidence_phrases):
+    weak = _CANONICAL_EVIDENCE if evidence_phrases is None else [_canonical_words(p) for p in evidence_phrases]
+    if not any(f" {p} " in padded for p in weak if p):
         return False
     return normalize(words.split()[0]) not in ("yes", "no")
 
@@ -434,7 +395,7 @@ def judge(
     evidence_phrases: Sequence[str] | None = None,
     tol: float = DEFAULT_TOL,
 ) -> Judgement:
-    """Read one completion: parsed answer, abstained or not, correct or not.
+    """Judge one completion: parsed answer, abstained or not, correct or not (the evaluator's entry point too).
 
     Args:
         completion: The completion (string or chat messages).

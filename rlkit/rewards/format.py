@@ -64,7 +64,7 @@ class Format:
 
     def _ok(self, text: str) -> bool:
         text = strip_special_tokens(text).strip()
-        open_tag, close_tag = f"<{self.tag}>", f"</{self.tag}>"
+        open_tag, close_tag = f"<{self.tag.lower()}>", f"</{self.tag.lower()}>"
         lowered = text.lower()
         if lowered.count(open_tag) != 1 or lowered.count(close_tag) != 1:
             return False

@@ -67,13 +67,13 @@ class RewardTable:
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"RewardTable.{field.name} must be a finite number, got {value!r}")
+        why_unanswerable = "abstaining on an unanswerable image must pay more than answering it (no mirages)"
+        why_abstain = "a correct answer must pay more than abstaining, or the policy learns to abstain everywhere"
         rules = [
-            ("unanswerable_abstain", "unanswerable_answer", "abstaining on an unanswerable image must pay more than "
-             "answering it, or the reward teaches mirages"),
+            ("unanswerable_abstain", "unanswerable_answer", why_unanswerable),
             ("answerable_correct", "answerable_wrong", "a correct answer must pay more than a wrong one"),
-            ("answerable_correct", "answerable_abstain", "a correct answer on an answerable image must pay more "
-             "than abstaining, or the policy learns to abstain everywhere"),
-        ]  # fmt: skip
+            ("answerable_correct", "answerable_abstain", why_abstain),
+        ]
         for high, low, why in rules:
             if not getattr(self, high) > getattr(self, low):
                 raise ValueError(
@@ -157,9 +157,9 @@ def behaviour_rates(
 
     Example:
     >>> js = [Judgement("red", False, True), Judgement("cannot tell", True, False), Judgement("red", False, True)]
-    >>> behaviour_rates(js, answerable=[True, False, False], condition=["normal", "corrupted", "corrupted"])
-    ... # doctest: +NORMALIZE_WHITESPACE
-    {'grounding/abstain_rate': 0.333..., 'grounding/accuracy': 0.666..., 'grounding/accuracy_answerable': 1.0,
+    >>> rates = behaviour_rates(js, answerable=[True, False, False], condition=["normal", "corrupted", "corrupted"])
+    >>> {key: round(value, 2) for key, value in rates.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'grounding/abstain_rate': 0.33, 'grounding/accuracy': 0.67, 'grounding/accuracy_answerable': 1.0,
      'grounding/over_abstention': 0.0, 'grounding/abstention_unanswerable': 0.5, 'grounding/mirage_rate': 0.5,
      'grounding/normal/abstain_rate': 0.0, 'grounding/normal/accuracy': 1.0,
      'grounding/corrupted/abstain_rate': 0.5, 'grounding/corrupted/accuracy': 0.5,
