@@ -34,3 +34,17 @@ def tiny_llava(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-llava"
     make_tiny_model("llava", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A small build of the tiny recipe's data config (same scenes and conditions, fewer sources)."""
+    import yaml
+
+    from data_builders.build import build
+
+    config = yaml.safe_load(open("recipes/tiny/data.yaml"))
+    config.update(train_sources=48, eval_sources=12)
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    build(config, path)
+    return path

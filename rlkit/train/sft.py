@@ -58,9 +58,10 @@ def main(data_args: DataArguments, sft_args: SFTArguments, training_args, model_
     # Model and processor
     ensure_model(model_args.model_name_or_path, data_args)
     processor = load_processor(model_args, trust_remote_code=training_args.trust_remote_code)
-    model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing,
+    model = load_model(model_args, gradient_checkpointing=training_args.activation_checkpointing,
                        trust_remote_code=training_args.trust_remote_code)
-    training_args.gradient_checkpointing = False  # already applied by load_model (PEFT needs it done there)
+    # Already applied by load_model (PEFT needs it done there); the trainer must not apply it again.
+    training_args.activation_checkpointing = training_args.gradient_checkpointing = False
 
     # Train and save
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, processing_class=processor)
