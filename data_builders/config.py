@@ -27,12 +27,6 @@ SHAPES = ("circle", "square", "triangle", "crescent", "diamond")
 DAMAGED = ("corrupted", "mismatched", "text_interference")
 
 
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: _copy(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 def _copy(value: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(value))
 
@@ -41,25 +35,36 @@ def _copy(value: Any) -> Any:
 class SyntheticConfig:
     """Synthetic shape scenes with exact ground truth (``source: synthetic``)."""
 
-    image_size: int = _f(64, "side of the square images in px (56-64 px is 4 image tokens for the tiny model)")
-    shapes: list[str] = _f(["circle", "square", "triangle"], f"shape kinds drawn; from {list(SHAPES)}")
-    colors: dict[str, list[int]] = _f({"red": [220, 30, 30], "green": [30, 160, 50], "blue": [30, 70, 220],
-                                       "yellow": [240, 200, 20]}, "palette: colour name -> RGB")
-    background: list[int] = _f([255, 255, 255], "scene background RGB")
-    min_objects: int = _f(1, "fewest objects per scene")
-    max_objects: int = _f(2, "most objects per scene")
-    object_size: list[float] = _f([0.3, 0.45], "[min, max] object box side as a fraction of image_size")
-    difficulty: float = _f(0.0, "0..1: shrinks objects by (1 - difficulty/2) and lowers the size task's area "
-                                "ratio from 2.0 to 1.2")
-    task_weights: dict[str, float] = _f({"color": 0.35, "exists": 0.3, "count": 0.25, "position": 0.0,
-                                         "size": 0.0, "prior_conflict": 0.1}, f"question mix over {list(TASKS)}")
-    prior_objects: dict[str, list[str]] = _f({"banana": ["crescent", "yellow"]},
-                                             "prior_conflict objects: name -> [shape, usual colour]; drawn in "
-                                             "another palette colour")
-    min_visible: float = _f(0.5, "an object stays readable only if at least this fraction of its pixels is "
-                                 "not occluded")
-    shape_margin: float = _f(12.0, "mean abs. pixel difference (0-255) a corrupted shape must keep from every "
-                                   "other shape kind to stay readable")
+    image_size: int = field(default=64, metadata={"help": "image side in px (56-64 px: 4 tokens for the tiny model)"})
+    shapes: list[str] = field(
+        default_factory=lambda: ["circle", "square", "triangle"],
+        metadata={"help": f"shape kinds drawn; from {list(SHAPES)}"})
+    colors: dict[str, list[int]] = field(
+        default_factory=lambda: {"red": [220, 30, 30], "green": [30, 160, 50], "blue": [30, 70, 220],
+                                 "yellow": [240, 200, 20]},
+        metadata={"help": "palette: colour name -> RGB"})
+    background: list[int] = field(default_factory=lambda: [255, 255, 255], metadata={"help": "background RGB"})
+    min_objects: int = field(default=1, metadata={"help": "fewest objects per scene"})
+    max_objects: int = field(default=1, metadata={"help": "most objects per scene (position / size need 2)"})
+    object_size: list[float] = field(
+        default_factory=lambda: [0.5, 0.6],
+        metadata={"help": "[min, max] object box side as a fraction of image_size"})
+    difficulty: float = field(
+        default=0.0,
+        metadata={"help": "0..1: shrinks objects by (1 - difficulty/2), size task area ratio 2.0 -> 1.2"})
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"color": 0.35, "exists": 0.3, "count": 0.25, "position": 0.0, "size": 0.0,
+                                 "prior_conflict": 0.1},
+        metadata={"help": f"question mix over {list(TASKS)}"})
+    prior_objects: dict[str, list[str]] = field(
+        default_factory=lambda: {"banana": ["crescent", "yellow"]},
+        metadata={"help": "prior_conflict objects: name -> [shape, usual colour]; drawn in another colour"})
+    min_visible: float = field(
+        default=0.5,
+        metadata={"help": "an occluded object stays readable only if this fraction of its pixels is visible"})
+    shape_margin: float = field(
+        default=30.0,
+        metadata={"help": "RMS difference (0-255) a corrupted shape must keep from every other kind (clean: >= 46)"})
 
     def check(self, where: str) -> None:
         _need(self.image_size >= 16, where, "synthetic.image_size", f"{self.image_size} is below 16 px")
@@ -72,8 +77,8 @@ class SyntheticConfig:
         _need(1 <= self.min_objects <= self.max_objects <= 6, where, "synthetic.max_objects",
               f"need 1 <= min_objects ({self.min_objects}) <= max_objects ({self.max_objects}) <= 6")
         lo_hi = self.object_size
-        _need(len(lo_hi) == 2 and 0.05 <= lo_hi[0] <= lo_hi[1] <= 0.6, where, "synthetic.object_size",
-              f"{lo_hi!r}: need [min, max] with 0.05 <= min <= max <= 0.6")
+        _need(len(lo_hi) == 2 and 0.05 <= lo_hi[0] <= lo_hi[1] <= 0.8, where, "synthetic.object_size",
+              f"{lo_hi!r}: need [min, max] with 0.05 <= min <= max <= 0.8")
         _need(0.0 <= self.difficulty <= 1.0, where, "synthetic.difficulty", f"{self.difficulty} is not in [0, 1]")
         _need(0.0 < self.min_visible <= 1.0, where, "synthetic.min_visible", "must be in (0, 1]")
         _need(self.shape_margin > 0, where, "synthetic.shape_margin", "must be > 0")
@@ -97,25 +102,34 @@ class SyntheticConfig:
 class DiskConfig:
     """Any on-disk image-QA dataset (``source: disk``), or a hub id when online (``format: hub``)."""
 
-    path: str = _f("", "dataset folder (save_to_disk or imagefolder), a .parquet/.jsonl/.json/.csv file, or a hub id")
-    format: str = _f("auto", "auto | load_from_disk | parquet | json | csv | imagefolder | hub")
-    split: str | None = _f(None, "split to read from a DatasetDict / hub dataset (default: 'train' or the only one)")
-    columns: dict[str, str | None] = _f({"image": "image", "question": "question", "answer": "answer",
-                                         "choices": None, "id": None, "task": None, "box": None},
-                                        "column map: contract name -> column in your data (None: absent)")
-    image_root: str | None = _f(None, "folder that relative image paths start from (default: the data file's)")
-    occlude_region: list[float] = _f([0.25, 0.25, 0.75, 0.75], "key region [x0, y0, x1, y1] as fractions of the "
-                                                               "image, used when no box column is mapped")
-    rules: dict[str, Any] = _f({"blur": 0.25, "noise": 0.5, "thumbnail": 0.3, "occlude_key": False,
-                                "blank": False, "irrelevant": False, "mismatched": False, "misleading_hint": True,
-                                "remove_descriptors": False},
-                               "answerable? per damage: true, false, or a number t (answerable iff severity <= t)")
-    descriptor_words: list[str] = _f(["red", "green", "blue", "yellow", "black", "white", "orange", "purple",
-                                      "pink", "brown", "gray", "grey", "big", "small", "large", "tiny", "left",
-                                      "right", "top", "bottom"], "words remove_descriptors deletes from questions")
-    min_side: int = _f(8, "images with a side below this are bad rows")
-    max_side: int = _f(1024, "longer image sides above this are downscaled to it")
-    max_pixels: int = _f(64_000_000, "images with more pixels are bad rows (decompression-bomb guard)")
+    path: str = field(default="", metadata={"help": "dataset folder, .parquet/.jsonl/.json/.csv file, or hub id"})
+    format: str = field(
+        default="auto", metadata={"help": "auto | load_from_disk | parquet | json | csv | imagefolder | hub"})
+    split: str | None = field(
+        default=None, metadata={"help": "split of a DatasetDict / hub dataset (default: 'train' or the only one)"})
+    columns: dict[str, str | None] = field(
+        default_factory=lambda: {"image": "image", "question": "question", "answer": "answer", "choices": None,
+                                 "id": None, "task": None, "box": None},
+        metadata={"help": "column map: contract name -> column in your data (None: absent)"})
+    image_root: str | None = field(
+        default=None, metadata={"help": "folder relative image paths start from (default: the data file's)"})
+    occlude_region: list[float] = field(
+        default_factory=lambda: [0.25, 0.25, 0.75, 0.75],
+        metadata={"help": "key region [x0, y0, x1, y1] as image fractions when no box column is mapped"})
+    rules: dict[str, Any] = field(
+        default_factory=lambda: {"blur": 0.25, "noise": 0.5, "thumbnail": 0.3, "occlude_key": False,
+                                 "blank": False, "irrelevant": False, "mismatched": False,
+                                 "misleading_hint": True, "remove_descriptors": False},
+        metadata={"help": "answerable? per damage: true, false, or t (answerable iff severity <= t)"})
+    descriptor_words: list[str] = field(
+        default_factory=lambda: ["red", "green", "blue", "yellow", "black", "white", "orange", "purple", "pink",
+                                 "brown", "gray", "grey", "big", "small", "large", "tiny", "left", "right", "top",
+                                 "bottom"],
+        metadata={"help": "words remove_descriptors deletes from questions"})
+    min_side: int = field(default=8, metadata={"help": "images with a side below this are bad rows"})
+    max_side: int = field(default=1024, metadata={"help": "longer image sides above this are downscaled to it"})
+    max_pixels: int = field(
+        default=64_000_000, metadata={"help": "images with more pixels are bad rows (decompression-bomb guard)"})
 
     def check(self, where: str) -> None:
         _need(bool(self.path), where, "disk.path", "empty: name the dataset folder, file or hub id")
@@ -139,25 +153,35 @@ class DiskConfig:
 class DataConfig:
     """One data build: source, sizes, conditions, arms, prompt."""
 
-    seed: int = _f(0, "all randomness derives from (seed, source_id)")
-    source: str = _f("synthetic", "synthetic | disk")
-    train_sources: int | None = _f(800, "source questions for train (disk: at most this many; null = all the rest)")
-    eval_sources: int = _f(150, "source questions for eval (disjoint from train)")
-    instruction: str = _f(DEFAULT_INSTRUCTION, "prompt text; {question} is replaced by the shown question")
-    hint_template: str = _f("Hint: it is {wrong}.", "misleading hint put before the question; {wrong} = a wrong "
-                                                    "answer")
-    corruptions: dict[str, list[float]] = _f({"blur": [0.15, 0.6], "occlude_key": [1.0], "noise": [0.3],
-                                              "thumbnail": [0.5, 0.9], "blank": [1.0], "irrelevant": [1.0]},
-                                             f"corruption -> severities in (0, 1]; from {list(corruptions.NAMES)}")
-    mismatched: bool = _f(True, "make mismatched rows (question + another sample's image)")
-    text_interference: list[str] = _f(list(TEXT_KINDS), f"text interference kinds; from {list(TEXT_KINDS)}")
-    mixed_damaged_ratio: float = _f(0.5, "fraction of the mixed arm's rows that are damaged")
-    damaged_weights: dict[str, float] = _f({"corrupted": 0.6, "mismatched": 0.2, "text_interference": 0.2},
-                                           "how a train source's one damaged row picks its condition")
-    on_bad_row: str = _f("error", "error | skip: what a bad input row does (skips are counted in the manifest)")
-    blank_color: list[int] = _f([128, 128, 128], "RGB of the blank image ('no image'); not the scene background")
-    occluder_color: list[int] = _f([128, 128, 128], "RGB of occlude_key boxes")
-    png_compress_level: int = _f(1, "zlib level 0-9 of the stored PNGs (1: fast; pixels are identical)")
+    seed: int = field(default=0, metadata={"help": "all randomness derives from (seed, source_id)"})
+    source: str = field(default="synthetic", metadata={"help": "synthetic | disk"})
+    train_sources: int | None = field(
+        default=800, metadata={"help": "train source questions (disk: at most; null = all the rest)"})
+    eval_sources: int = field(default=100, metadata={"help": "eval source questions (disjoint from train)"})
+    instruction: str = field(
+        default=DEFAULT_INSTRUCTION, metadata={"help": "prompt text; {question} becomes the shown question"})
+    hint_template: str = field(
+        default="Hint: it is {wrong}.",
+        metadata={"help": "misleading hint before the question; {wrong}: a wrong answer"})
+    corruptions: dict[str, list[float]] = field(
+        default_factory=lambda: {"blur": [0.15, 1.0], "occlude_key": [1.0], "noise": [0.3], "thumbnail": [0.5, 1.0],
+                                 "blank": [1.0], "irrelevant": [1.0]},
+        metadata={"help": f"corruption -> severities in (0, 1]; from {list(corruptions.NAMES)}"})
+    mismatched: bool = field(default=True, metadata={"help": "make mismatched rows (another sample's image)"})
+    text_interference: list[str] = field(
+        default_factory=lambda: list(TEXT_KINDS),
+        metadata={"help": f"text interference kinds; from {list(TEXT_KINDS)}"})
+    mixed_damaged_ratio: float = field(default=0.5, metadata={"help": "damaged fraction of the mixed arm's rows"})
+    damaged_weights: dict[str, float] = field(
+        default_factory=lambda: {"corrupted": 0.6, "mismatched": 0.2, "text_interference": 0.2},
+        metadata={"help": "how a train source's one damaged row picks its condition"})
+    on_bad_row: str = field(
+        default="error", metadata={"help": "error | skip (skips are counted in the manifest)"})
+    blank_color: list[int] = field(
+        default_factory=lambda: [128, 128, 128], metadata={"help": "RGB of blank images; not the scene background"})
+    occluder_color: list[int] = field(
+        default_factory=lambda: [128, 128, 128], metadata={"help": "RGB of occlude_key boxes"})
+    png_compress_level: int = field(default=1, metadata={"help": "zlib level 0-9 of the stored PNGs (lossless)"})
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig, metadata={"help": "synthetic source"})
     disk: DiskConfig | None = field(default=None, metadata={"help": "on-disk source (needed when source: disk)"})
 
@@ -211,8 +235,7 @@ def _need(ok: bool, where: str, key: str, problem: str) -> None:
 
 
 def _check_keys(mapping: dict[str, Any], valid: tuple[str, ...] | list[str], where: str, key: str) -> None:
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{where}: key {key!r}: expected a mapping, got {type(mapping).__name__}")
+    _need(isinstance(mapping, dict), where, key, f"expected a mapping, got {type(mapping).__name__}")
     for name in mapping:
         if name not in valid:
             close = get_close_matches(str(name), list(valid), n=1)
@@ -224,8 +247,8 @@ def _check_keys(mapping: dict[str, Any], valid: tuple[str, ...] | list[str], whe
 def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     if data is None:
         data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: key {prefix or '<top>'!r}: expected a mapping, got {type(data).__name__}")
+    _need(isinstance(data, dict), where, prefix.rstrip(".") or "<top>",
+          f"expected a mapping, got {type(data).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]
     _check_keys(data, names, where, prefix.rstrip(".") or "<top>")
     kwargs = {}

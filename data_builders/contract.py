@@ -22,6 +22,8 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_builders.prompts import make_prompt, prompt_text  # noqa: F401  (part of the contract's API)
+
 ABSTAIN_TEXT = "cannot tell"
 """The canonical abstention answer: the SFT target of ``abstain`` rows; rewards detect it."""
 
@@ -73,16 +75,6 @@ FEATURES = datasets.Features(
     }
 )
 COLUMNS = tuple(FEATURES)
-
-
-def make_prompt(text: str) -> list[dict[str, Any]]:
-    """The conversational prompt of one row: one user turn, the image first, then the text."""
-    return [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": text}]}]
-
-
-def prompt_text(prompt: list[dict[str, Any]]) -> str:
-    """The text the user turn shows (question + instruction)."""
-    return "".join(part.get("text") or "" for part in prompt[0]["content"] if part.get("type") == "text")
 
 
 def _fail(where: str, index: int | None, column: str, problem: str) -> None:
@@ -245,7 +237,7 @@ def load_built(path: str | os.PathLike, split: str, arm: str | None = None) -> d
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{path!r} is not a dataset saved by data_builders ({exc})") from exc
     if not isinstance(built, datasets.DatasetDict):
-        raise ValueError(f"{path!r} holds a single Dataset; a built dataset is a DatasetDict with splits {SPLITS}")
+        raise TypeError(f"{path!r} holds a single Dataset; a built dataset is a DatasetDict with splits {SPLITS}")
     if split not in built:
         raise KeyError(f"split {split!r} not in {path!r}; available splits: {sorted(built)}")
     ds = built[split]

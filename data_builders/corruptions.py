@@ -25,8 +25,9 @@ Severity -> parameters (``W x H`` is the image size):
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -52,9 +53,6 @@ class Corruption:
     graded: bool
     make_params: Callable[[tuple[int, int], float, np.random.Generator, Context], dict[str, Any]]
     apply: Callable[[Image.Image, dict[str, Any], Context], Image.Image]
-    # The deterministic geometry of the corruption applied to an "L" shape mask; used by the synthetic
-    # answerability check (None: the corruption has no geometric part, e.g. noise).
-    geometry: Callable[[Image.Image, dict[str, Any]], Image.Image] | None = field(default=None)
 
 
 # ---- blur ---------------------------------------------------------------------------------------------------------
@@ -82,18 +80,14 @@ def _thumb_params(size: tuple[int, int], severity: float, rng: np.random.Generat
     return {"side": max(4, round(max(size) * (1.0 - 0.9 * severity))), "quality": max(5, round(90 - 85 * severity))}
 
 
-def _small_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+def small_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The thumbnail size: the longer side becomes ``side``, the aspect ratio is kept."""
     scale = side / max(size)
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def _thumb_geometry(mask: Image.Image, params: dict[str, Any]) -> Image.Image:
-    small = mask.resize(_small_size(mask.size, params["side"]), Image.Resampling.BILINEAR)
-    return small.resize(mask.size, Image.Resampling.BILINEAR)
-
-
 def _thumbnail(image: Image.Image, params: dict[str, Any], ctx: Context | None = None) -> Image.Image:
-    small = image.resize(_small_size(image.size, params["side"]), Image.Resampling.BILINEAR)
+    small = image.resize(small_size(image.size, params["side"]), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=params["quality"])
     buffer.seek(0)
@@ -137,10 +131,6 @@ def _occlude(image: Image.Image, params: dict[str, Any], ctx: Context | None = N
     return _draw_box(image, params["box"], tuple(params["color"]))
 
 
-def _occlude_geometry(mask: Image.Image, params: dict[str, Any]) -> Image.Image:
-    return _draw_box(mask, params["box"], 0)
-
-
 # ---- blank / irrelevant -------------------------------------------------------------------------------------------
 def _blank_params(size: tuple[int, int], severity: float, rng: np.random.Generator, ctx: Context) -> dict[str, Any]:
     return {"color": list(ctx.blank_color)}
@@ -165,10 +155,10 @@ def _irrelevant(image: Image.Image, params: dict[str, Any], ctx: Context | None 
 
 
 REGISTRY: dict[str, Corruption] = {
-    "blur": Corruption("blur", True, _blur_params, _blur, geometry=_blur),
+    "blur": Corruption("blur", True, _blur_params, _blur),
     "noise": Corruption("noise", True, _noise_params, _noise),
-    "thumbnail": Corruption("thumbnail", True, _thumb_params, _thumbnail, geometry=_thumb_geometry),
-    "occlude_key": Corruption("occlude_key", True, _occlude_params, _occlude, geometry=_occlude_geometry),
+    "thumbnail": Corruption("thumbnail", True, _thumb_params, _thumbnail),
+    "occlude_key": Corruption("occlude_key", True, _occlude_params, _occlude),
     "blank": Corruption("blank", False, _blank_params, _blank),
     "irrelevant": Corruption("irrelevant", False, _irrelevant_params, _irrelevant),
 }

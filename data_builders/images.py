@@ -1,7 +1,7 @@
 """Image and randomness helpers: seeded rngs, decoding untrusted images to plain RGB, PNG encoding, digests.
 
-Every random choice in data_builders comes from ``rng_for(seed, source_id, purpose)``, so one row can be
-rebuilt alone; Python's salted ``hash()`` is never used.
+Every random choice in data_builders comes from ``rng_for(seed, source_id, purpose)`` (or, for one draw,
+``stable_uniform`` / ``stable_choice``), so one row can be rebuilt alone; Python's salted ``hash()`` is never used.
 
 Image normalisation (on-disk data), in order: decode fully (truncated / non-image bytes -> ``BadImage``),
 apply the EXIF orientation, convert to RGB (CMYK, YCbCr, LAB, HSV, palette, 1-bit and grayscale by PIL's
@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -37,17 +39,48 @@ def rng_for(seed: int, source_id: str, purpose: str = "") -> np.random.Generator
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, stable_hash(source_id), stable_hash(purpose)])
 
 
-def encode_png(image: Image.Image, compress_level: int = 1) -> bytes:
-    """PNG bytes of ``image`` (lossless, so the stored pixels equal the built ones)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
-def pixel_digest(image: Image.Image) -> bytes:
+def stable_uniform(seed: int, source_id: str, purpose: str) -> float:
+    """A number in [0, 1) fixed by ``(seed, source_id, purpose)``: for single draws, ~20x cheaper than an rng."""
+    return stable_hash(f"{int(seed)}|{source_id}|{purpose}") / 2.0**64
+
+
+def stable_choice(options: list[Any], seed: int, source_id: str, purpose: str) -> Any:
+    """One of ``options``, fixed by ``(seed, source_id, purpose)``."""
+    return options[min(int(stable_uniform(seed, source_id, purpose) * len(options)), len(options) - 1)]
+
+
+def encode_png(image: Image.Image, compress_level: int = 1, raw: bytes | None = None) -> bytes:
+    """PNG bytes of an RGB ``image`` (lossless: the stored pixels equal the built ones).
+
+    A minimal writer (IHDR, one IDAT of "Sub"-filtered rows, IEND): for small images it is ~6x faster than
+    ``Image.save(format="PNG")``, whose fixed cost dominates at 64 px; the Sub filter (each byte minus the one
+    a pixel to its left) halves zlib's time and size on smooth (blurred, downscaled) images. Other modes go
+    through PIL.
+    ``raw`` may pass ``image.tobytes()`` when the caller already has it.
+    """
+    if image.mode != "RGB":
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=compress_level)
+        return buffer.getvalue()
+    width, height = image.size
+    pixels = np.frombuffer(image.tobytes() if raw is None else raw, np.uint8).reshape(height, width * 3)
+    rows = np.empty((height, width * 3 + 1), np.uint8)
+    rows[:, 0] = 1  # PNG filter type 1, "Sub"
+    rows[:, 1:4] = pixels[:, :3]
+    np.subtract(pixels[:, 3:], pixels[:, :-3], out=rows[:, 4:])  # uint8 arithmetic wraps mod 256, as PNG wants
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)) + _chunk(b"IEND", b""))
+
+
+def pixel_digest(image: Image.Image, raw: bytes | None = None) -> bytes:
     """A digest of the decoded pixels (mode, size, raw bytes): independent of the PNG encoder's version."""
     h = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
-    h.update(image.tobytes())
+    h.update(image.tobytes() if raw is None else raw)
     return h.digest()
 
 
@@ -101,8 +134,12 @@ def normalise(image: Image.Image, min_side: int = 8, max_side: int = 1024,
     return rgb
 
 
-def decode(data: bytes, min_side: int = 8, max_side: int = 1024, max_pixels: int = 64_000_000) -> Image.Image:
-    """Decode untrusted image bytes completely and normalise them; ``BadImage`` says what is wrong."""
+def decode(data: bytes, min_side: int = 8, max_side: int = 1024,
+           max_pixels: int = 64_000_000) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode untrusted image bytes completely and normalise them; ``BadImage`` says what is wrong.
+
+    Returns the RGB image and the size it had before normalising.
+    """
     if not data:
         raise BadImage("empty image bytes")
     try:
@@ -110,11 +147,11 @@ def decode(data: bytes, min_side: int = 8, max_side: int = 1024, max_pixels: int
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as opened:
                 width, height = opened.size
-                if width * height > max_pixels:  # check before decoding the pixels
+                if width * height > max_pixels:  # checked before the pixels are decoded
                     raise BadImage(f"image is {width}x{height} = {width * height} pixels, more than "
                                    f"max_pixels={max_pixels} (raise disk.max_pixels if this is intended)")
                 opened.load()
-                return normalise(opened, min_side, max_side, max_pixels)
+                return normalise(opened, min_side, max_side, max_pixels), (width, height)
     except BadImage:
         raise
     except UnidentifiedImageError as exc:
@@ -125,24 +162,27 @@ def decode(data: bytes, min_side: int = 8, max_side: int = 1024, max_pixels: int
         raise BadImage(f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
 
 
-def load_image_value(value: Any, image_root: str | None, **limits: int) -> tuple[Image.Image, str]:
+def load_image_value(value: Any, image_root: str | None,
+                     **limits: int) -> tuple[Image.Image, str, tuple[int, int]]:
     """Decode one cell of an image column: PIL image, bytes, a path, or an HF ``{"bytes", "path"}`` dict.
 
-    Returns the normalised image and a description of where it came from (for error messages).
+    Returns the normalised image, where it came from (for messages) and the size before normalising.
     """
     if isinstance(value, Image.Image):
         try:
             value.load()
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadImage(f"corrupt or truncated image ({exc})") from exc
-        return normalise(value, **limits), "<in-memory image>"
+        return normalise(value, **limits), "<in-memory image>", value.size
     path = None
     if isinstance(value, dict):
         if value.get("bytes"):
-            return decode(value["bytes"], **limits), value.get("path") or "<image bytes>"
+            image, size = decode(value["bytes"], **limits)
+            return image, value.get("path") or "<image bytes>", size
         path = value.get("path")
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        return decode(bytes(value), **limits), "<image bytes>"
+        image, size = decode(bytes(value), **limits)
+        return image, "<image bytes>", size
     elif isinstance(value, str):
         path = value
     if not path:
@@ -154,6 +194,7 @@ def load_image_value(value: Any, image_root: str | None, **limits: int) -> tuple
     except OSError as exc:
         raise BadImage(f"cannot read image file {full!r} ({exc.strerror or exc})") from exc
     try:
-        return decode(data, **limits), full
+        image, size = decode(data, **limits)
     except BadImage as exc:
         raise BadImage(f"{full}: {exc}") from exc
+    return image, full, size

@@ -34,7 +34,8 @@ def _parse(recipe: Path, *extra: str):
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_training_recipe_parses_with_the_real_parser(recipe):
-    parsed = _parse(recipe)
+    # GPU recipes ask for bf16, which transformers refuses to validate on a CPU-only machine.
+    parsed = _parse(recipe, *(["--bf16", "false"] if "tiny" not in recipe.parts else []))
     data_args = parsed[0]
     assert isinstance(data_args, DataArguments)
     if recipe.name.startswith("grpo"):

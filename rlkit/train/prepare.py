@@ -23,15 +23,16 @@ _LAUNCH_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_
 
 
 def setup_logging(training_args) -> None:
-    """Library logs at the level TRL/transformers use for this process (quiet on non-main ranks)."""
+    """rlkit logs at INFO on the main process; the libraries at the level TRL/transformers use."""
     import datasets
     import transformers
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
     level = training_args.get_process_log_level()
-    logging.getLogger("rlkit").setLevel(level)
-    logging.getLogger("data_builders").setLevel(level)
+    ours = logging.INFO if training_args.should_log else logging.WARNING  # our own messages: main process only
+    logging.getLogger("rlkit").setLevel(ours)
+    logging.getLogger("data_builders").setLevel(ours)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
 

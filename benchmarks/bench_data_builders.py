@@ -1,0 +1,197 @@
+"""Benchmark data_builders: rows/s per damage and for a full build, against the decode + encode floor.
+
+    .venv/bin/python benchmarks/bench_data_builders.py                      # tiny recipe, prints a table
+    .venv/bin/python benchmarks/bench_data_builders.py --write-docs         # also updates docs/benchmarks.md
+    .venv/bin/python benchmarks/bench_data_builders.py --image-size 224     # the same at 224 px
+
+The floor of a set of rows is the time to just decode their stored PNGs (PIL) and encode them again with the
+build's PNG encoder (``images.encode_png``): the least any build of those images must spend. Per damage, the
+build time is making the damaged row (corrupt + label + params) and encoding it; the full build is
+``build()`` end to end (scene generation, all rows, Arrow writing, save_to_disk, validation, manifest), run at
+num_proc 1 and 2, against the floor over all its rows at the same number of processes. Each figure is the best
+of ``--repeats`` runs (the machine may be shared). CPU time of other processes is not controlled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image
+
+from data_builders.build import build, load_config
+from data_builders.images import encode_png
+from data_builders.pairs import Planner, SourceRows, damages, single_threaded_blas
+from data_builders.sources import NotApplicable, open_source
+
+SECTION = "## Data builders"
+READING = (
+    "How to read it: the floor is decoding each stored PNG and encoding it again with the build's encoder, the "
+    "least any build of those images must spend. It leaves out the work the build exists for (drawing the scene, "
+    "corrupting it, computing the exact label), so rows whose damage is cheap (blank, hints, occlusion) come "
+    "close to it, while rows whose corruption alone costs more than a PNG round trip (Gaussian blur, JPEG "
+    "thumbnail, noise, which is also incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the "
+    "fixed Python cost per row dominates; at 224 px the image work does. num_proc=2 includes starting the "
+    "spawned workers (~1 s) and runs on 2 cores shared with other jobs; the floor at num_proc=2 runs in the "
+    "same kind of pool."
+)
+
+
+def floor_seconds(blobs: list[bytes]) -> float:
+    start = time.perf_counter()
+    for blob in blobs:
+        with Image.open(io.BytesIO(blob)) as image:
+            image.load()
+            encode_png(image.convert("RGB") if image.mode != "RGB" else image)
+    return time.perf_counter() - start
+
+
+def _floor_chunk(blobs: list[bytes]) -> int:
+    floor_seconds(blobs)
+    return len(blobs)
+
+
+def floor_rate(blobs: list[bytes], num_proc: int) -> float:
+    """Rows/s of decode + encode over ``blobs`` with ``num_proc`` spawned processes (start-up included)."""
+    if not blobs:
+        return 0.0
+    if num_proc <= 1:
+        return len(blobs) / floor_seconds(blobs)
+    start = time.perf_counter()
+    size = max(1, len(blobs) // (num_proc * 8))
+    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
+        done = sum(pool.imap(_floor_chunk, [blobs[i:i + size] for i in range(0, len(blobs), size)]))
+    return done / (time.perf_counter() - start)
+
+
+def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, float]]:
+    """(damage, rows, build rows/s, floor rows/s) for the normal rows and each damage."""
+    source = open_source(cfg)
+    planner = Planner(cfg, source)
+    items = [source.item("eval", i) for i in range(sources)]
+
+    def normal() -> tuple[int, float, list[bytes]]:
+        out = SourceRows()
+        start = time.perf_counter()
+        for i in range(sources):
+            item = source.item("eval", i)
+            planner._add(out, planner._row(item, item.image, item.question, "normal", "", 0.0, True, "", [], {}))
+        return len(out.rows), time.perf_counter() - start, [r["image"]["bytes"] for r in out.rows]
+
+    def damaged(damage) -> tuple[int, float, list[bytes]]:
+        out = SourceRows()
+        start = time.perf_counter()
+        for item in items:
+            try:
+                planner._add(out, planner.damaged(item, damage, []))
+            except NotApplicable:
+                pass
+        return len(out.rows), time.perf_counter() - start, [r["image"]["bytes"] for r in out.rows]
+
+    results = []
+    for label, run in [("normal (scene + render)", normal)] + [(d.label, lambda d=d: damaged(d))
+                                                               for d in damages(cfg)]:
+        rates, blobs, rows = [], [], 0
+        for _ in range(repeats):
+            rows, seconds, blobs = run()
+            rates.append(rows / seconds if rows else 0.0)
+        floor = max(floor_rate(blobs, 1) for _ in range(repeats))
+        results.append((label, rows, max(rates), floor))
+    return results
+
+
+def full_build(cfg, num_proc: int, repeats: int) -> tuple[int, float, float]:
+    """(rows, build rows/s, floor rows/s) of a whole build at ``num_proc``."""
+    import datasets
+
+    rates, blobs, rows = [], [], 0
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            manifest = build(cfg, os.path.join(tmp, "data"), num_proc=num_proc)
+            seconds = time.perf_counter() - start
+            rows = manifest["counts"]["train"]["rows"] + manifest["counts"]["eval"]["rows"]
+            rates.append(rows / seconds)
+            if not blobs:
+                built = datasets.load_from_disk(os.path.join(tmp, "data"))
+                blobs = [img["bytes"] for split in ("train", "eval")
+                         for img in built[split].cast_column("image", datasets.Image(decode=False))["image"]]
+    return rows, max(rates), max(floor_rate(blobs, num_proc) for _ in range(repeats))
+
+
+def _ratio(rate: float, floor: float) -> str:
+    return f"{rate / floor:.0%}" if floor else "-"
+
+
+def table(cfg, damage_rows, builds: dict[str, dict[int, tuple[int, float, float]]], repeats: int) -> str:
+    header = (f"**{cfg.synthetic.image_size} px images** (per damage: {damage_rows[0][1]} eval source questions; "
+              f"full build: train_sources={cfg.train_sources}, eval_sources={cfg.eval_sources}; best of {repeats})")
+    lines = [header, "", "| scope | what | rows | build rows/s | floor rows/s | build / floor |",
+             "|---|---|---:|---:|---:|---:|"]
+    for label, rows, rate, floor in damage_rows:
+        lines.append(f"| per damage | {label} | {rows} | {rate:,.0f} | {floor:,.0f} | {_ratio(rate, floor)} |")
+    for scope, results in builds.items():
+        for num_proc, (rows, rate, floor) in results.items():
+            lines.append(f"| {scope} | num_proc={num_proc} | {rows} | {rate:,.0f} | {floor:,.0f} | "
+                         f"{_ratio(rate, floor)} |")
+    return "\n".join(lines)
+
+
+def write_docs(text: str, command: str) -> None:
+    """Replace (or append) only the ``## Data builders`` section of docs/benchmarks.md."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"{SECTION}\n\nCommand: `{command}`\n\n{text}\n"
+    start = body.find(SECTION)
+    if start < 0:
+        body = body.rstrip("\n") + "\n\n" + section
+    else:
+        end = body.find("\n## ", start + len(SECTION))
+        body = body[:start] + section + ("\n" + body[end + 1:] if end >= 0 else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="recipes/tiny/data.yaml")
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=[64, 224], help="synthetic.image_size values")
+    parser.add_argument("--sources", type=int, default=100, help="eval source questions for the per-damage rows")
+    parser.add_argument("--scale", type=int, default=4, help="also build with N x the sources (num_proc scaling)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    intro = (f"Synthetic source (the tiny recipe, `{args.config}`); {platform.machine()}, {os.cpu_count()} CPUs "
+             f"shared with other jobs, Python {platform.python_version()}, Pillow {Image.__version__}.")
+    texts = [intro, READING]
+    for size in args.image_sizes:
+        cfg = load_config(args.config)
+        cfg.synthetic.image_size = size
+        with single_threaded_blas():  # as build() does
+            damage_rows = per_damage(cfg, min(args.sources, cfg.eval_sources), args.repeats)
+        builds = {"full build": {n: full_build(cfg, n, args.repeats) for n in (1, 2)}}
+        if args.scale > 1:
+            big = load_config(args.config)
+            big.synthetic.image_size = size
+            big.train_sources, big.eval_sources = cfg.train_sources * args.scale, cfg.eval_sources * args.scale
+            builds[f"full build, {args.scale}x sources"] = {n: full_build(big, n, max(1, args.repeats - 1))
+                                                           for n in (1, 2)}
+        texts.append(table(cfg, damage_rows, builds, args.repeats))
+        print(texts[-1], flush=True)
+    if args.write_docs:
+        command = "python benchmarks/bench_data_builders.py " + " ".join(argv or sys.argv[1:])
+        write_docs("\n\n".join(texts), command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Config -> built dataset on disk (train / eval splits, Arrow, ``Image`` feature) + ``manifest.json``.
+
+    python -m data_builders build --config recipes/tiny/data.yaml --out data/tiny
+    python -m data_builders build --config my.yaml --out data/part0 --shard 0/4 --num-proc 2   # 1 of 4 machines
+    python -m data_builders merge --out data/full data/part0 data/part1 data/part2 data/part3
+
+    >>> from data_builders.build import build
+    >>> manifest = build("recipes/tiny/data.yaml", "data/tiny", overwrite=True)    # doctest: +SKIP
+
+The output appears atomically: everything is written to a hidden temporary folder beside ``out`` and renamed
+into place at the end; an existing ``out`` is replaced only with ``overwrite``. A shard ``i/n`` builds the i-th
+of n contiguous blocks of each split's source questions; the shards merged in order equal the whole build.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from data_builders.config import DataConfig, load_config
+from data_builders.contract import FEATURES, MANIFEST_NAME, SPLITS, validate
+from data_builders.manifest import (
+    FORMAT_VERSION,
+    Tally,
+    fingerprint,
+    skipped_section,
+    versions,
+    write,
+)
+from data_builders.pairs import (
+    Chunk,
+    Planner,
+    init_worker,
+    run_chunk,
+    single_threaded_blas,
+)
+from data_builders.sources import open_source
+
+__all__ = ["build", "load_config", "parse_shard"]
+logger = logging.getLogger(__name__)
+
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` or ``(i, n)`` -> ``(i, n)`` with 0 <= i < n; None stays None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in (text.split("/") if isinstance(text, str) else text))
+    except (ValueError, TypeError):
+        raise ValueError(f"shard {text!r}: use i/n, e.g. 0/4 for the first of 4 shards") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def _block(count: int, shard: tuple[int, int] | None) -> range:
+    if shard is None:
+        return range(count)
+    i, n = shard
+    return range(i * count // n, (i + 1) * count // n)
+
+
+def _chunks(planner: Planner, shard: tuple[int, int] | None, num_proc: int) -> list[tuple[str, int, int]]:
+    chunks = []
+    for split in SPLITS:
+        block = _block(len(planner.source.ids(split)), shard)
+        size = max(1, min(64, -(-len(block) // (num_proc * 8))))
+        chunks += [(split, start, min(start + size, block.stop)) for start in range(block.start, block.stop, size)]
+    return chunks
+
+
+def _results(planner: Planner, chunks: list[tuple[str, int, int]], num_proc: int) -> Iterator[Chunk]:
+    schema = FEATURES.arrow_schema
+    if num_proc <= 1:
+        init_worker(planner, schema, limit_blas=False)
+        with single_threaded_blas():
+            yield from map(run_chunk, chunks)
+        return
+    # spawn: safe even when the caller has threads (torch, tokenizers); the worker functions live in
+    # pairs.py, whose imports stay light (no `datasets`), so workers start in a fraction of a second.
+    with multiprocessing.get_context("spawn").Pool(num_proc, init_worker, (planner, schema)) as pool:
+        yield from pool.imap(run_chunk, chunks)
+
+
+def quiet_save(built: Any, path: Path) -> None:
+    """``save_to_disk`` without its progress bars (ours is the one that matters; saving takes < 1 s)."""
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    # An empty split (a shard with no eval sources) needs an explicit shard, or it is saved unloadable.
+    empty = {split: 1 for split, ds in built.items() if len(ds) == 0}
+    try:
+        built.save_to_disk(str(path), num_shards=empty or None)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
+class _SplitWriter:
+    """Buffers rows of one split and writes them as large Arrow record batches (per-row writes are slow)."""
+
+    def __init__(self, path: Path, batch_rows: int = 2048) -> None:
+        from datasets.arrow_writer import ArrowWriter
+
+        self.writer = ArrowWriter(features=FEATURES, path=str(path))
+        self.batch_rows = batch_rows
+        self.tables: list[Any] = []
+        self.pending = 0
+
+    def add(self, table: Any) -> None:
+        if table is not None:
+            self.tables.append(table)
+            self.pending += table.num_rows
+        if self.pending >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.tables:
+            import pyarrow as pa
+
+            self.writer.write_table(pa.concat_tables(self.tables))
+            self.tables, self.pending = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.finalize()
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output {str(out)!r} already exists; pass --overwrite (overwrite=True) to replace "
+                              "it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {str(out)!r} exists and is not a folder; remove it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def publish(final: Path, out: Path, tmp: Path) -> None:
+    """Move the finished folder into place; an old output goes only after the new one is complete."""
+    old = None
+    if out.exists():
+        old = tmp / "old"
+        os.replace(out, old)
+    try:
+        os.replace(final, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)  # put the previous build back before tmp is removed
+        raise
+
+
+def build(config: str | os.PathLike | dict[str, Any] | DataConfig | None, out: str | os.PathLike,
+          overwrite: bool = False, shard: tuple[int, int] | str | None = None,
+          num_proc: int | None = None) -> dict[str, Any]:
+    """Build the dataset the config describes into ``out``; return the manifest (also in ``out/manifest.json``).
+
+    Args:
+        config: a YAML path, a dict, a ``DataConfig``, or None for the embedded default (the tiny recipe).
+        out: output folder; must not exist unless ``overwrite``.
+        overwrite: replace an existing ``out`` (the new build is complete before the old one is removed).
+        shard: ``(i, n)`` or ``"i/n"``: build only the i-th of n blocks of source questions.
+        num_proc: worker processes (None or 1: build in this process).
+    """
+    started = time.perf_counter()
+    cfg = load_config(config)
+    shard = parse_shard(shard)
+    num_proc = max(1, int(num_proc or 1))
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    source = open_source(cfg)
+    planner = Planner(cfg, source)
+    chunks = _chunks(planner, shard, num_proc)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    (tmp / "raw").mkdir(parents=True)
+    try:
+        manifest = _write(cfg, planner, chunks, num_proc, shard, tmp, started, config)
+        publish(tmp / "final", out, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("built %s: %s", out, {s: manifest["counts"][s]["rows"] for s in SPLITS})
+    return manifest
+
+
+def _write(cfg: DataConfig, planner: Planner, chunks: list[tuple[str, int, int]], num_proc: int,
+           shard: tuple[int, int] | None, tmp: Path, started: float, config: Any) -> dict[str, Any]:
+    import datasets
+    from tqdm.auto import tqdm
+
+    tallies = {split: Tally() for split in SPLITS}
+    writers = {split: _SplitWriter(tmp / "raw" / f"{split}.arrow") for split in SPLITS}
+    total = sum(stop - start for _, start, stop in chunks)
+    with tqdm(total=total, unit="src", desc="build data", disable=None) as bar:
+        for chunk in _results(planner, chunks, num_proc):
+            writers[chunk.split].add(chunk.table)
+            tallies[chunk.split].add(chunk)
+            bar.update(chunk.sources)
+    for writer in writers.values():
+        writer.close()
+    for split, tally in tallies.items():
+        if tally.rows == 0 and shard is None:
+            raise ValueError(f"the {split} split has no rows ({len(tally.skipped)} input rows skipped as bad); "
+                             "see the errors above or set on_bad_row: error to stop at the first bad row")
+    built = datasets.DatasetDict({split: datasets.Dataset.from_file(str(tmp / "raw" / f"{split}.arrow"))
+                                  for split in SPLITS})
+    final = tmp / "final"
+    quiet_save(built, final)
+    del built
+    reloaded = datasets.load_from_disk(str(final))
+    validate(reloaded, str(final))  # the contract holds for what training will read
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint({s: t.digest.digest() for s, t in tallies.items()}),
+        "fingerprints": {s: t.digest.hexdigest() for s, t in tallies.items()},
+        "seed": cfg.seed,
+        "source": cfg.source,
+        "shard": list(shard) if shard else None,
+        "counts": {s: t.summary() for s, t in tallies.items()},
+        "skipped": skipped_section(tallies),
+        "config_path": os.fspath(config) if isinstance(config, (str, os.PathLike)) else None,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "num_proc": num_proc,
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+    write(str(final / MANIFEST_NAME), manifest)
+    return manifest
