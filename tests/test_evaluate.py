@@ -70,11 +70,10 @@ def test_evaluate_input_errors(tiny_qwen, tiny_data, tmp_path):
 
     from data_builders.contract import FEATURES
 
-    empty = tmp_path / "empty"
-    shutil.copytree(tiny_data, empty)
     built = datasets.load_from_disk(str(tiny_data))
     datasets.DatasetDict({"train": built["train"], "eval": datasets.Dataset.from_dict(
-        {c: [] for c in FEATURES}, features=FEATURES)}).save_to_disk(str(tmp_path / "empty-built"))
+        {c: [] for c in FEATURES}, features=FEATURES)}).save_to_disk(
+        str(tmp_path / "empty-built"), num_shards={"train": 1, "eval": 1})  # datasets 5.2 cannot reload 0 shards
     shutil.copy(tiny_data / "manifest.json", tmp_path / "empty-built" / "manifest.json")
     with pytest.raises(ValueError, match="no rows to evaluate"):
         evaluate(str(tiny_qwen), tmp_path / "empty-built", tmp_path / "d", SETTINGS)

@@ -135,6 +135,11 @@ def sft_model(tiny_qwen, tiny_data, tmp_path_factory):
     return out
 
 
+def _had_signal(logs: list[dict]) -> bool:
+    """GRPO only moves weights when some group's rewards differ (a zero advantage has no gradient)."""
+    return any(float(log["reward_std"]) > 0 for log in logs)
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
@@ -143,7 +148,10 @@ def test_sft_changes_the_weights(sft_model, tiny_qwen):
     before, after = _weights(tiny_qwen), _weights(sft_model)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any("lm_head" in k for k in changed) and any("visual" in k for k in changed)
-    assert (sft_model / "preprocessor_config.json").exists() and (sft_model / "chat_template.jinja").exists()
+    from rlkit.models.load import ModelArguments, load_processor
+
+    processor = load_processor(ModelArguments(model_name_or_path=str(sft_model)))  # saved beside the weights
+    assert processor.chat_template and processor.image_processor is not None
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -161,20 +169,27 @@ def test_grpo_runs_each_arm_and_reward_from_its_recipe(arm, reward, sft_model, t
     for log in logs:
         assert f"rewards/{reward}/mean" in log and "grounding/abstain_rate" in log
     before, after = _weights(sft_model), _weights(out)
-    assert any(not torch.equal(before[k], after[k]) for k in before), "GRPO changed no parameter"
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    # A 3-step SFT base is rarely right, so the accuracy reward can be 0 for every completion: then TRL must
+    # leave the weights alone. Either way, weights move exactly when there was a learning signal.
+    assert changed == _had_signal(logs)
+    if reward == "groundedness":  # abstentions and answers score differently: there is always signal
+        assert changed
 
 
 def test_grpo_with_lora_trains_only_adapters(sft_model, tiny_data, tmp_path):
     out = tmp_path / "lora"
-    _launch("accelerate_configs/cpu.yaml", "rlkit.train.grpo", "recipes/tiny/grpo_mixed.yaml",
+    output = _launch("accelerate_configs/cpu.yaml", "rlkit.train.grpo", "recipes/tiny/grpo_mixed.yaml",
             "--model_name_or_path", str(sft_model), "--dataset_path", str(tiny_data), "--output_dir", str(out),
             "--max_steps", "1", "--per_device_train_batch_size", "8", "--num_generations", "4",
-            "--use_peft", "true", "--lora_r", "4", "--learning_rate", "0.05")  # high lr: adapters start at zero
+            "--use_peft", "true", "--lora_r", "4", "--learning_rate", "0.05",  # high lr: adapters start at zero
+            "--logging_steps", "1")
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(sft_model)
     adapter = load_file(str(out / "adapter_model.safetensors"))
     assert adapter and not [k for k in adapter if "visual" in k]
-    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # B starts at zero
+    trained = any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # B starts at zero
+    assert trained == _had_signal(_logged(output))
 
 
 def test_grpo_under_deepspeed_zero2_on_cpu(sft_model, tiny_data, tmp_path):
