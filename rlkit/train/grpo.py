@@ -24,9 +24,15 @@ def main(data_args: DataArguments, reward_args: RewardArguments, training_args, 
     from trl import GRPOTrainer
 
     from data_builders.contract import load_built
-    from rlkit.models.load import load_model, load_processor
     from rlkit.rewards import get_reward_funcs
-    from rlkit.train.prepare import ensure_dataset, ensure_model, last_checkpoint, select_train_rows, setup_logging
+    from rlkit.train.prepare import (
+        ensure_dataset,
+        last_checkpoint,
+        load_for_training,
+        select_train_rows,
+        setup_logging,
+        train_and_save,
+    )
 
     # Seed, logging, resume
     transformers.set_seed(training_args.seed)
@@ -46,21 +52,12 @@ def main(data_args: DataArguments, reward_args: RewardArguments, training_args, 
                          f"{len(reward_funcs)} ({', '.join(reward_args.reward_funcs)})")
 
     # Model and processor
-    ensure_model(model_args.model_name_or_path, data_args)
-    processor = load_processor(model_args, trust_remote_code=training_args.trust_remote_code)
-    model = load_model(model_args, gradient_checkpointing=training_args.activation_checkpointing,
-                       trust_remote_code=training_args.trust_remote_code)
-    # Already applied by load_model (PEFT needs it done there); the trainer must not apply it again.
-    training_args.activation_checkpointing = training_args.gradient_checkpointing = False
+    model, processor = load_for_training(model_args, data_args, training_args)
 
     # Train and save
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=train,
                           processing_class=processor)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(training_args.output_dir)
-    logger.info("Saved the GRPO model to %s", training_args.output_dir)
+    train_and_save(trainer, processor, checkpoint)
 
 
 def parse(argv: list[str] | None = None):

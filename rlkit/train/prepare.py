@@ -108,3 +108,26 @@ def select_train_rows(dataset, data_args: DataArguments, seed: int):
     if data_args.max_train_samples is not None:
         dataset = dataset.select(range(min(data_args.max_train_samples, len(dataset))))
     return dataset
+
+
+def load_for_training(model_args, data_args: DataArguments, training_args):
+    """Build the model if the recipe says how, then load it and its processor for training."""
+    from rlkit.models.load import load_model, load_processor
+
+    ensure_model(model_args.model_name_or_path, data_args)
+    processor = load_processor(model_args, trust_remote_code=training_args.trust_remote_code)
+    model = load_model(model_args, gradient_checkpointing=training_args.activation_checkpointing,
+                       trust_remote_code=training_args.trust_remote_code)
+    # Already applied by load_model (PEFT needs it done there); the trainer must not apply it again.
+    training_args.activation_checkpointing = training_args.gradient_checkpointing = False
+    return model, processor
+
+
+def train_and_save(trainer, processor, checkpoint: str | None) -> None:
+    """Train (resuming from `checkpoint`), then save the model and, on the main process, its processor."""
+    trainer.train(resume_from_checkpoint=checkpoint)
+    output_dir = trainer.args.output_dir
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+    logger.info("Saved the model to %s", output_dir)

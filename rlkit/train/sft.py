@@ -40,8 +40,14 @@ def main(data_args: DataArguments, sft_args: SFTArguments, training_args, model_
     from trl import SFTTrainer
 
     from data_builders.contract import ABSTAIN_TEXT, load_built
-    from rlkit.models.load import load_model, load_processor
-    from rlkit.train.prepare import ensure_dataset, ensure_model, last_checkpoint, select_train_rows, setup_logging
+    from rlkit.train.prepare import (
+        ensure_dataset,
+        last_checkpoint,
+        load_for_training,
+        select_train_rows,
+        setup_logging,
+        train_and_save,
+    )
 
     # Seed, logging, resume
     transformers.set_seed(training_args.seed)
@@ -56,20 +62,11 @@ def main(data_args: DataArguments, sft_args: SFTArguments, training_args, model_
     logger.info("SFT on %d normal rows (abstain_prior=%.3f)", len(train), sft_args.abstain_prior)
 
     # Model and processor
-    ensure_model(model_args.model_name_or_path, data_args)
-    processor = load_processor(model_args, trust_remote_code=training_args.trust_remote_code)
-    model = load_model(model_args, gradient_checkpointing=training_args.activation_checkpointing,
-                       trust_remote_code=training_args.trust_remote_code)
-    # Already applied by load_model (PEFT needs it done there); the trainer must not apply it again.
-    training_args.activation_checkpointing = training_args.gradient_checkpointing = False
+    model, processor = load_for_training(model_args, data_args, training_args)
 
     # Train and save
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, processing_class=processor)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(training_args.output_dir)
-    logger.info("Saved the SFT model to %s", training_args.output_dir)
+    train_and_save(trainer, processor, checkpoint)
 
 
 def parse(argv: list[str] | None = None):
