@@ -265,6 +265,8 @@ def make_tiny_model(family: str, out: str | os.PathLike, size: str = "S", seed: 
     """
     import torch
 
+    from rlkit.models.load import is_vision_module
+
     if family not in FAMILIES:
         raise ValueError(f"Unknown tiny model family {family!r}; available: {', '.join(FAMILIES)}")
     if size not in SPECS:
@@ -289,7 +291,7 @@ def make_tiny_model(family: str, out: str | os.PathLike, size: str = "S", seed: 
     summary = {
         "family": family, "size": size, "seed": seed, "architecture": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "vision_parameters": sum(p.numel() for n, p in model.named_parameters() if _is_vision(n)),
+        "vision_parameters": sum(p.numel() for n, p in model.named_parameters() if is_vision_module(n)),
         "vocab_size": len(tokenizer), "image_tokens_64px": n_image_tokens,
         "weights_sha256": weights_sha256(model),
     }
@@ -307,16 +309,3 @@ def make_tiny_model(family: str, out: str | os.PathLike, size: str = "S", seed: 
         raise
     logger.info("Built tiny %s (%s, %d params) at %s", family, size, summary["parameters"], out)
     return summary
-
-
-def _is_vision(name: str) -> bool:
-    return any(key in name for key in ("visual", "vision_tower", "multi_modal_projector"))
-
-
-def ensure_tiny_model(path: str | os.PathLike, family: str = "qwen2_5_vl", size: str = "S") -> Path:
-    """Return `path`, building the tiny model there first if it is missing (cached across runs)."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        logger.warning("Tiny model not found at %s: building it (a few seconds)", path)
-        make_tiny_model(family, path, size=size, overwrite=path.exists())
-    return path
