@@ -35,7 +35,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     settings = EvalSettings(split=args.split, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                             consistency_samples=args.consistency_samples, probes=not args.no_probes,
-                            limit=args.limit, seed=args.seed)
+                            limit=args.limit, seed=args.seed, attention_entropy=args.attention_entropy)
     result = evaluate(args.model, args.data, args.out, settings, overwrite=args.overwrite,
                       trust_remote_code=args.trust_remote_code)
     overall = result["overall"]
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--consistency-samples", type=int, default=5, help="K sampled answers per row; 0 skips")
     p.add_argument("--no-probes", action="store_true", help="skip the hidden-state probes")
+    p.add_argument("--attention-entropy", action="store_true",
+                   help="also measure spatial attention entropy over image tokens per layer (eager attention)")
     p.add_argument("--limit", type=int, default=None, help="only the first N source questions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from the checkpoint")

@@ -35,6 +35,9 @@ def test_evaluate_writes_every_output(evaluated, tiny_data):
     assert metrics["overall"]["mirage_rate"]["value"] == pytest.approx(
         np.mean([not p["abstained"] for p in preds if not p["answerable"]]))
     assert result["overall"] == metrics["overall"]
+    # Attention entropy is opt-in: off by default, nothing written, nothing returned.
+    assert not (out / "attention_entropy.json").exists() and result["attention_entropy"] is None
+    assert "attention entropy" not in (out / "report.md").read_text().lower()
 
 
 def test_probes_are_saved_without_pickle_and_reload(evaluated):

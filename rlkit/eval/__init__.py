@@ -7,6 +7,7 @@ Output folder of an evaluation run (formats in docs/evaluation.md):
     predictions.jsonl   one `Prediction` per row
     metrics.json        `compute_metrics` output
     consistency.json    `self_consistency` output
+    attention_entropy.json  spatial attention entropy per row and layer, its AUROCs (only when asked for)
     probes/<label>/     probes.json, probe/{probe.safetensors, probe.json}, difference_probe/ (optional)
     report.md           + conditions.png, probe_auroc.png, consistency.png
 
@@ -38,6 +39,8 @@ _EXPORTS = {
     "load_probe": "probes",
     "summarize_probes": "probes",
     "save_probe_results": "probes",
+    "score_example": "probes",
+    "score_examples": "probes",
     "write_report": "report",
 }
 
@@ -57,6 +60,8 @@ __all__ = [
     "read_predictions",
     "save_probe",
     "save_probe_results",
+    "score_example",
+    "score_examples",
     "self_consistency",
     "summarize_probes",
     "text_baseline",

@@ -4,8 +4,9 @@
     rlkit evaluate --model Qwen/Qwen2.5-VL-3B-Instruct --data data/vqa-halluc --out runs/eval-base --batch-size 32
 
 Writes to `--out` (formats in docs/evaluation.md): `predictions.jsonl`, `metrics.json`, `consistency.json`,
-`probes/` (per-layer AUROC, best layer, difference probe, text-only baseline, weights as safetensors + JSON)
-and `report.md` with PNG plots. The same steps are available from Python as `evaluate(...)`.
+`probes/` (per-layer AUROC, best layer, difference probe, text-only baseline, weights as safetensors + JSON),
+`attention_entropy.json` (only with `attention_entropy=True`) and `report.md` with PNG plots. The same steps are
+available from Python as `evaluate(...)`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class EvalSettings:
     probes: bool = True
     probe_folds: int = 5
     probe_C: float = 0.1  # inverse L2 strength: real hidden sizes (d ~ 1-4k) overfit at C = 1
+    # Spatial attention entropy of the last prompt token over image tokens, per layer, and its AUROC for
+    # correctness and mirage. Switches the hidden-state pass (not generation) to eager attention.
+    attention_entropy: bool = False
     limit: int | None = None  # evaluate only the first `limit` source questions (all their conditions)
     n_boot: int = 1000
     seed: int = 0
@@ -95,22 +99,88 @@ def consistency(model, processor, rows: list[dict], preds: list[dict], settings:
 
 
 def features(model, processor, rows: list[dict], settings: EvalSettings) -> dict[str, np.ndarray]:
-    """Pooled hidden states of every layer for every row, one forward pass each, batched."""
-    from rlkit.eval.generate import hidden_features
+    """Pooled hidden states of every layer for every row, one forward pass each, batched.
+
+    With `settings.attention_entropy` the same passes also give `attention_entropy` [n, layers] and
+    `n_image_tokens` [n], under eager attention (the only kind that returns weights; restored afterwards).
+    """
+    from contextlib import nullcontext
+
+    from rlkit.eval.generate import eager_attention, hidden_features
 
     parts: dict[str, list[np.ndarray]] = {}
-    for batch in _batches(rows, settings.batch_size, "hidden states"):
-        for key, value in hidden_features(model, processor, batch).items():
-            parts.setdefault(key, []).append(value)
+    with eager_attention(model) if settings.attention_entropy else nullcontext():
+        for batch in _batches(rows, settings.batch_size, "hidden states"):
+            for key, value in hidden_features(model, processor, batch, settings.attention_entropy).items():
+                parts.setdefault(key, []).append(value)
     return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+ATTENTION_ENTROPY_VERSION = 1  # bump when attention_entropy.json changes meaning or layout
+
+
+def attention_entropy_summary(preds: list[dict], entropy: np.ndarray, n_image_tokens: np.ndarray) -> dict:
+    """AUROC per layer of the spatial attention entropy as a score for correctness and for mirage.
+
+    Args:
+        preds: one `Prediction` per row.
+        entropy: `[n, L]` from `hidden_features(..., attention_entropy=True)` (decoder layer i in column i).
+        n_image_tokens: `[n]` image tokens per row (the entropy's upper bound is their log).
+
+    Returns:
+        The content of `attention_entropy.json` (docs/evaluation.md): per label, AUROC per layer with the
+        entropy as the score of label 1 (< 0.5: lower entropy goes with the label; null with one class),
+        mean entropy per class, and per row the entropy of every layer.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from rlkit.eval.probes import correct_labels, mirage_labels
+
+    def mean(x: np.ndarray) -> float | None:
+        x = x[np.isfinite(x)]
+        return float(x.mean()) if len(x) else None
+
+    n_layers = entropy.shape[1]
+    predicts = {}
+    for name, labels in (("correct", correct_labels(preds)), ("mirage", mirage_labels(preds))):
+        keep = labels >= 0  # mirage: undetermined rows (-1) dropped, as for the probes
+        auroc = []
+        for j in range(n_layers):
+            m = keep & np.isfinite(entropy[:, j])
+            both = len(np.unique(labels[m])) == 2
+            auroc.append(float(roc_auc_score(labels[m], entropy[m, j])) if both else None)
+        predicts[name] = {
+            "auroc": auroc, "n": int(keep.sum()), "n_positive": int((labels == 1).sum()),
+            "mean_entropy_positive": [mean(entropy[labels == 1, j]) for j in range(n_layers)],
+            "mean_entropy_negative": [mean(entropy[labels == 0, j]) for j in range(n_layers)],
+            "reason": None if any(a is not None for a in auroc) else "labels have one class: AUROC undefined",
+        }
+    return {
+        "attention_entropy_version": ATTENTION_ENTROPY_VERSION,
+        "definition": "per layer, entropy (nats) of the last prompt token's attention restricted to image tokens "
+                      "and renormalised over them, averaged over heads; in [0, log(n_image_tokens)]",
+        "layers": list(range(1, n_layers + 1)),  # the hidden-state index each layer produces, as in probes/
+        "n_rows": len(preds),
+        "predicts": predicts,
+        "rows": [{"idx": p["idx"], "source_id": p["source_id"], "condition": p["condition"],
+                  "corruption": p["corruption"], "n_image_tokens": int(k),
+                  "entropy": [float(v) if np.isfinite(v) else None for v in row]}
+                 for p, k, row in zip(preds, n_image_tokens, entropy, strict=True)],
+    }
 
 
 def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], out: Path,
            settings: EvalSettings, model_id: str) -> dict:
     """Mirage and correctness probes per layer vs a text-only baseline on the same folds; weights saved."""
     from data_builders.contract import prompt_text
-    from rlkit.eval.probes import (correct_labels, fit_difference_probes, fit_layer_probes, mirage_labels,
-                                   save_probe_results, text_baseline)
+    from rlkit.eval.probes import (
+        correct_labels,
+        fit_difference_probes,
+        fit_layer_probes,
+        mirage_labels,
+        save_probe_results,
+        text_baseline,
+    )
 
     groups = np.array([p["source_id"] for p in preds])
     texts = [prompt_text(row["prompt"]) for row in rows]
@@ -119,7 +189,7 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
     for name, labels in (("mirage", mirage_labels(preds)), ("correct", correct_labels(preds))):
         keep = np.flatnonzero(labels >= 0)
         y, g = labels[keep], groups[keep]
-        kw = dict(n_splits=settings.probe_folds, seed=settings.seed, C=settings.probe_C, label_name=name)
+        kw = {"n_splits": settings.probe_folds, "seed": settings.seed, "C": settings.probe_C, "label_name": name}
         try:
             result = fit_layer_probes(feats["last_token"][keep], y, g, pooling="last_token", **kw)
         except ValueError as err:  # e.g. a model that never mirages: nothing to probe, say why
@@ -144,8 +214,7 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, settings: EvalSettings | None = None,
@@ -153,7 +222,7 @@ def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, s
     """Run every evaluation step and write the output folder atomically.
 
     Returns:
-        `metrics.json`'s content, plus `probes` and `consistency` summaries.
+        `metrics.json`'s content, plus `probes`, `consistency` and `attention_entropy` (None when off) summaries.
     """
     import torch
 
@@ -182,12 +251,16 @@ def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, s
         sc = consistency(model, processor, rows, preds, settings) if settings.consistency_samples > 0 else None
         if sc is not None:
             (tmp / "consistency.json").write_text(json.dumps(sc, indent=2, allow_nan=False) + "\n")
-        probe_summaries = {}
-        if settings.probes:
+        probe_summaries, entropy = {}, None
+        if settings.probes or settings.attention_entropy:
             feats = features(model, processor, rows, settings)
-            probe_summaries = probes(rows, preds, feats, tmp, settings, model_id=str(model_path))
+            if settings.probes:
+                probe_summaries = probes(rows, preds, feats, tmp, settings, model_id=str(model_path))
+            if settings.attention_entropy:
+                entropy = attention_entropy_summary(preds, feats["attention_entropy"], feats["n_image_tokens"])
+                (tmp / "attention_entropy.json").write_text(json.dumps(entropy, allow_nan=False) + "\n")
         mirage = probe_summaries.get("mirage")
-        write_report(tmp, metrics, mirage if mirage and "skipped" not in mirage else None, sc)
+        write_report(tmp, metrics, mirage if mirage and "skipped" not in mirage else None, sc, entropy)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -195,4 +268,4 @@ def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("Wrote the evaluation of %s to %s", model_path, out)
-    return {**metrics, "probes": probe_summaries, "consistency": sc}
+    return {**metrics, "probes": probe_summaries, "consistency": sc, "attention_entropy": entropy}

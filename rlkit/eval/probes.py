@@ -14,6 +14,13 @@ text_auroc = text_baseline(questions[keep], labels[keep], groups[keep], fold_ids
 save_probe_results("out/probes/mirage", result, text_auroc=text_auroc)
 ```
 
+A saved probe scores a new (image, question) with the model it was fitted on:
+
+```python
+probe = load_probe("runs/eval-sft/probes/mirage/probe")
+p_mirage = score_example(model, processor, image, "What colour is the circle?", probe)
+```
+
 Cross-validation groups rows by `source_id`: a normal pair and its corruptions never sit on both sides of a
 split, otherwise a probe can score well by recognising the question instead of decoding the behaviour.
 Probes are stored as `probe.safetensors` + `probe.json`, never pickle.
@@ -301,6 +308,91 @@ def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, 
                              LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
     return float(roc_auc_score(y, _oof(make_model, docs, y, fold_ids)))
+
+
+# ----------------------------------------------------------------------------- scoring new examples
+
+
+def score_examples(model, processor, images: Sequence, questions: Sequence[str] | None, probe: LinearProbe,
+                   instruction: str | None = None, prompts: Sequence | None = None,
+                   blank_color: Sequence[int] | None = None, batch_size: int = 32) -> np.ndarray:
+    """Probability of the probe's positive label (e.g. mirage) for each (image, question), batched.
+
+    Each question becomes the prompt the data builders write (`instruction` with `{question}` filled in, as a
+    one-turn conversation with the image first), the model runs one forward pass (`hidden_features`), and
+    the probe reads its `pooling` at its `layer`. A `feature == "difference"` probe also runs each prompt
+    with a blank image of the same size and scores `h(image) - h(blank)`.
+
+    Args:
+        model, processor: the model the probe was fitted on (or one with the same hidden states).
+        images: PIL images or paths.
+        questions: one question per image; None when `prompts` are given.
+        probe: e.g. `load_probe("<eval out>/probes/mirage/probe")`.
+        instruction: prompt template with `{question}`; default: the data config's `instruction`.
+        prompts: full prompts instead of questions: conversational (`make_prompt` shape) or the user text.
+        blank_color: RGB of the blank image (difference probes); default: the data config's `blank_color`.
+        batch_size: rows per forward pass (a difference probe runs 2x this).
+
+    Returns:
+        `[n]` float64 probabilities.
+
+    Raises:
+        ValueError: lengths differ, or the probe does not fit the model (hidden size, layer out of range).
+    """
+    from PIL import Image
+
+    from data_builders.config import DataConfig
+    from data_builders.prompts import make_prompt
+    from rlkit.eval.generate import hidden_features, hidden_shape
+
+    defaults = DataConfig()
+    if prompts is None:
+        if questions is None:
+            raise ValueError("give questions (one per image) or prompts.")
+        template = defaults.instruction if instruction is None else instruction
+        if "{question}" not in template:
+            raise ValueError(f"instruction {template!r} has no {{question}} placeholder.")
+        prompts = [template.replace("{question}", str(q)) for q in questions]
+    prompts = [make_prompt(p) if isinstance(p, str) else p for p in prompts]
+    if len(prompts) != len(images):
+        raise ValueError(f"{len(images)} images but {len(prompts)} questions / prompts; give one per image.")
+    n_states, width = hidden_shape(model)
+    name = f"{probe.label_name} probe" + (f" of {probe.model_id}" if probe.model_id else "")
+    if probe.coef.shape[0] != width:
+        raise ValueError(f"{name} reads hidden states of size {probe.coef.shape[0]}, but "
+                         f"{type(model).__name__} has hidden size {width}: use the model the probe was fitted on.")
+    if not 0 <= probe.layer < n_states:
+        raise ValueError(f"{name} reads layer {probe.layer}, but {type(model).__name__} has {n_states} hidden "
+                         f"states (layers 0..{n_states - 1}, 0 = embeddings): use the model it was fitted on.")
+    if probe.pooling not in POOLINGS or probe.feature not in FEATURES:
+        raise ValueError(f"{name}: pooling {probe.pooling!r} / feature {probe.feature!r}; this rlkit knows "
+                         f"{POOLINGS} / {FEATURES}.")
+    blank = tuple(defaults.blank_color if blank_color is None else blank_color)
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        pics = [Image.open(im) if isinstance(im, (str, Path)) else im for im in images[start:start + batch_size]]
+        rows = [{"image": im, "prompt": pr} for im, pr in zip(pics, prompts[start:start + batch_size])]
+        if probe.feature == "difference":  # same prompts, blank images of the same sizes, in the same pass
+            rows += [{"image": Image.new("RGB", row["image"].size, blank), "prompt": row["prompt"]} for row in rows]
+        h = hidden_features(model, processor, rows)[probe.pooling][:, probe.layer]
+        if probe.feature == "difference":
+            h = h[: len(h) // 2] - h[len(h) // 2:]
+        scores.append(probe.score(h))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def score_example(model, processor, image, question: str | None, probe: LinearProbe, instruction: str | None = None,
+                  prompt=None, blank_color: Sequence[int] | None = None) -> float:
+    """Probability of the probe's positive label for one (image, question); see `score_examples`.
+
+    Example (not run: needs a model):
+        >>> probe = load_probe("runs/eval-sft/probes/mirage/probe")  # doctest: +SKIP
+        >>> score_example(model, processor, image, "Is there a circle?", probe)  # doctest: +SKIP
+        0.83
+    """
+    return float(score_examples(model, processor, [image], None if question is None else [question], probe,
+                                instruction=instruction, prompts=None if prompt is None else [prompt],
+                                blank_color=blank_color)[0])
 
 
 # ----------------------------------------------------------------------------- labels

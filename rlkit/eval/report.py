@@ -7,8 +7,10 @@ write_report("out", metrics, probe_results=summary, consistency=sc)   # -> out/r
 ```
 
 `metrics` is the output of `rlkit.eval.metrics.compute_metrics`, `probe_results` of
-`rlkit.eval.probes.summarize_probes` (what `probes/probes.json` holds) and `consistency` of
-`rlkit.eval.consistency.self_consistency`. A part given as None is skipped with a note, not an error.
+`rlkit.eval.probes.summarize_probes` (what `probes/probes.json` holds), `consistency` of
+`rlkit.eval.consistency.self_consistency` and `attention_entropy` of
+`rlkit.eval.evaluate.attention_entropy_summary` (what `attention_entropy.json` holds). A part given as None is
+skipped with a note, not an error.
 
 Plots use matplotlib's object API on a bare `Figure` (Agg canvas), so writing a report never touches
 pyplot's global state or the backend of the caller's session.
@@ -103,12 +105,20 @@ def _probe_summaries(probe_results: dict | None) -> dict[str, dict]:
     return dict(probe_results)
 
 
-def plot_probe_auroc(probe_results: dict, path: Path) -> Path:
-    """Out-of-fold AUROC per layer for each probe label, text-only baselines and chance as horizontal lines."""
+def plot_probe_auroc(probe_results: dict | None, path: Path, attention_entropy: dict | None = None) -> Path:
+    """Out-of-fold AUROC per layer for each probe label, text-only baselines and chance as horizontal lines.
+
+    With `attention_entropy`, the AUROC of the spatial attention entropy per layer for each label is drawn as
+    a dotted line in that label's colour (a raw score: no fitting, no folds).
+    """
     fig, ax = _new_figure()
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
     fitted = {k: v for k, v in _probe_summaries(probe_results).items() if v.get("probe")}
-    for (label, summary), color in zip(fitted.items(), colors * len(fitted), strict=False):
+    entropy = (attention_entropy or {}).get("predicts", {})
+    labels = list(dict.fromkeys([*fitted, *entropy]))
+    color_of = {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+    for label, summary in fitted.items():
+        color = color_of[label]
         probe = summary["probe"]
         ax.plot(probe["layers"], probe["auroc"], marker="o", color=color,
                 label=f"{label} probe ({probe.get('pooling', '')})")
@@ -119,11 +129,16 @@ def plot_probe_auroc(probe_results: dict, path: Path) -> Path:
         text_auroc = (summary.get("text_baseline") or {}).get("auroc")
         if text_auroc is not None:
             ax.axhline(text_auroc, color=color, linestyle="--", label=f"{label} text-only ({text_auroc:.3f})")
+    for label, result in entropy.items():
+        points = [(x, a) for x, a in zip(attention_entropy["layers"], result["auroc"], strict=True) if a is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="x", linestyle=":", color=color_of[label],
+                    label=f"{label}: attention entropy (raw score)")
     ax.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax.set_xlabel("layer")
     ax.set_ylabel("AUROC (grouped out-of-fold)")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Linear probes per layer")
+    ax.set_title("Linear probes per layer" + (" and attention entropy" if entropy else ""))
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
@@ -219,15 +234,33 @@ def _one_probe(label: str, summary: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _probe_section(probe_results: dict | None, out_dir: Path) -> list[str]:
+def _attention_entropy_lines(entropy: dict) -> list[str]:
+    predicts = entropy["predicts"]
+    lines = ["### Spatial attention entropy", "",
+             f"H_s: {entropy['definition']}. Used as a raw score (no fitting): AUROC for label 1 per layer "
+             "(below 0.5: lower entropy goes with the label). Rows: " +
+             ", ".join(f"{k} {v['n']} ({v['n_positive']} positive)" for k, v in predicts.items()) + ".", ""]
+    header = ["layer"] + [cell for k in predicts for cell in (f"{k}: AUROC", f"{k}: mean H_s (1 / 0)")]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for j, layer in enumerate(entropy["layers"]):
+        cells = [f"{_fmt(v['auroc'][j])} | {_fmt(v['mean_entropy_positive'][j])} / "
+                 f"{_fmt(v['mean_entropy_negative'][j])}" for v in predicts.values()]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    reasons = [f"{k}: {v['reason']}" for k, v in predicts.items() if v.get("reason")]
+    return [*lines, *([""] + [f"_{r}._" for r in reasons] if reasons else []), ""]
+
+
+def _probe_section(probe_results: dict | None, out_dir: Path, attention_entropy: dict | None = None) -> list[str]:
     lines = ["## Probes", ""]
     summaries = _probe_summaries(probe_results)
-    if not summaries:
+    if not summaries and not attention_entropy:
         return [*lines, "_No probe results given: probe section skipped._", ""]
     for label, summary in summaries.items():
         lines += _one_probe(label, summary)
-    if any(v.get("probe") for v in summaries.values()):
-        plot_probe_auroc(probe_results, out_dir / "probe_auroc.png")
+    if attention_entropy:
+        lines += _attention_entropy_lines(attention_entropy)
+    if any(v.get("probe") for v in summaries.values()) or attention_entropy:
+        plot_probe_auroc(probe_results, out_dir / "probe_auroc.png", attention_entropy)
         lines += ["![probe AUROC per layer](probe_auroc.png)", ""]
     return lines
 
@@ -251,7 +284,7 @@ def _consistency_section(consistency: dict | None, out_dir: Path) -> list[str]:
 
 
 def write_report(out_dir: str | Path, metrics: dict | None, probe_results: dict | None = None,
-                 consistency: dict | None = None) -> Path:
+                 consistency: dict | None = None, attention_entropy: dict | None = None) -> Path:
     """Write `report.md` and its plots (`conditions.png`, `probe_auroc.png`, `consistency.png`) to `out_dir`.
 
     Args:
@@ -260,6 +293,8 @@ def write_report(out_dir: str | Path, metrics: dict | None, probe_results: dict 
         probe_results: output of `summarize_probes`, or a mapping `{label: summary}` of several (an entry
             `{"skipped": reason}` is reported as skipped); None skips the probe section.
         consistency: output of `self_consistency`; None skips the self-consistency section.
+        attention_entropy: output of `attention_entropy_summary`, reported in the probe section (table and
+            lines on `probe_auroc.png`); None leaves it out.
 
     Returns:
         Path of `report.md`. Only the plots of the parts given are written.
@@ -268,7 +303,7 @@ def write_report(out_dir: str | Path, metrics: dict | None, probe_results: dict 
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Evaluation report", ""]
     lines += _metrics_section(metrics, out_dir)
-    lines += _probe_section(probe_results, out_dir)
+    lines += _probe_section(probe_results, out_dir, attention_entropy)
     lines += _consistency_section(consistency, out_dir)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
