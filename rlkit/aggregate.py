@@ -24,6 +24,10 @@ HEADLINE = (
     ("probe_auroc", "mirage probe AUROC (best layer)", ("probes", "probe", "best_auroc")),
     ("text_auroc", "text-only baseline AUROC", ("probes", "text_baseline", "auroc")),
     ("probe_minus_text", "probe minus text AUROC", ("probes", "probe_minus_text")),
+    # AUROC over pairs of rows sharing a source_id, i.e. the same question: the fair probe-vs-text comparison.
+    ("probe_auroc_within_question", "mirage probe AUROC within question",
+     ("probes", "within_question", "probe")),
+    ("text_auroc_within_question", "text-only AUROC within question", ("probes", "within_question", "text")),
 )
 PLOTTED = ("clean_accuracy", "abstention_unanswerable", "mirage_rate", "image_reliance_gap", "probe_auroc")
 

@@ -35,6 +35,9 @@ def headline(results: dict) -> list[str]:
     probe, text = base["probe_auroc"]["mean"], base["text_auroc"]["mean"]
     if probe is not None and text is not None:
         lines.append(f"mirage probe on the base model: AUROC {probe:.3f} vs text-only baseline {text:.3f}")
+    probe, text = (base.get(f"{k}_auroc_within_question", {}).get("mean") for k in ("probe", "text"))
+    if probe is not None and text is not None:
+        lines.append(f"  within question (pairs of rows sharing a source_id): probe {probe:.3f} vs text {text:.3f}")
     return lines
 
 

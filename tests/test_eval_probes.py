@@ -21,6 +21,7 @@ from rlkit.eval.probes import (
     save_probe,
     save_probe_results,
     text_baseline,
+    within_group_auroc,
 )
 
 
@@ -107,6 +108,43 @@ def test_text_baseline_uses_the_given_folds():
     x = np.random.default_rng(1).normal(size=(len(y), 1, 4))
     probe = fit_layer_probes(x, y, groups, seed=3)
     assert text_baseline(texts, y, groups, fold_ids=probe.fold_ids) == text_baseline(texts, y, groups, seed=3)
+
+
+def test_within_group_auroc_exact_values():
+    # a: pos 0.9, 0.4 vs neg 0.5, 0.1 -> 3 of 4; b: pos 0.3 vs neg 0.3 (tie), 0.2 -> 1.5 of 2;
+    # c: positives only, d: a negative only -> no pairs; e: pos 0.1 vs neg 0.9 -> 0 of 1. Rows interleaved.
+    rows = [("a", 1, 0.9), ("b", 1, 0.3), ("c", 1, 0.8), ("a", 0, 0.5), ("e", 1, 0.1), ("b", 0, 0.3),
+            ("d", 0, 0.6), ("a", 1, 0.4), ("c", 1, 0.7), ("e", 0, 0.9), ("a", 0, 0.1), ("b", 0, 0.2)]
+    groups, labels, scores = zip(*rows)
+    assert within_group_auroc(scores, labels, groups) == (4.5 / 7, 7)
+    assert within_group_auroc([0.8, 0.7, 0.6], [1, 1, 0], ["c", "c", "d"]) == (None, 0)
+    assert within_group_auroc([], [], []) == (None, 0)
+    with pytest.raises(ValueError, match="0/1"):
+        within_group_auroc([0.1, 0.2], [1, -1], ["a", "a"])
+    with pytest.raises(ValueError, match="same length"):
+        within_group_auroc([0.1, 0.2], [1, 0], ["a"])
+
+
+def test_within_group_auroc_matches_a_loop_over_pairs():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, 300) / 4  # coarse scores: many ties
+    labels, groups = rng.integers(0, 2, 300), rng.integers(0, 40, 300)
+    wins = [float(scores[i] > scores[j]) + 0.5 * (scores[i] == scores[j]) for i in range(300) for j in range(300)
+            if groups[i] == groups[j] and labels[i] == 1 and labels[j] == 0]
+    assert within_group_auroc(scores, labels, groups) == pytest.approx((np.mean(wins), len(wins)))
+
+
+def test_text_cannot_rank_rows_of_one_question_but_the_probe_can():
+    x, y, groups = planted()  # groups are pairs of rows; the label is in the activations only
+    texts = [f"what colour is the object {g} ?" for g in groups]  # one text per group
+    probe = fit_layer_probes(x, y, groups)
+    auroc, scores = text_baseline(texts, y, groups, fold_ids=probe.fold_ids, return_scores=True)
+    assert auroc == text_baseline(texts, y, groups, fold_ids=probe.fold_ids) and scores.shape == y.shape
+    text_within, pairs = within_group_auroc(scores, y, groups)
+    assert text_within == 0.5 and pairs == sum(len(set(y[groups == g])) == 2 for g in np.unique(groups))
+    probe_within, probe_pairs = within_group_auroc(probe.best_scores, y, groups)
+    assert probe_pairs == pairs and probe_within > 0.95
+    assert np.array_equal(probe.best_scores, probe.oof_scores[:, 2])  # layer 2 carries the signal
 
 
 def test_text_baseline_finds_a_textual_signal():
@@ -200,12 +238,15 @@ def test_save_probe_results_layout(tmp_path):
     x, y, groups = planted(n=120, n_layers=2, layer=1)
     result = fit_layer_probes(x, y, groups)
     diff = fit_difference_probes(x, np.zeros_like(x), y, groups)
-    summary = save_probe_results(tmp_path, result, text_auroc=0.6, difference=diff, model_id="tiny")
+    within = {"probe": 0.9, "text": 0.5, "pairs": 12}
+    summary = save_probe_results(tmp_path, result, text_auroc=0.6, difference=diff, model_id="tiny",
+                                 within_question=within)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
         "difference_probe/probe.json", "difference_probe/probe.safetensors",
         "probe/probe.json", "probe/probe.safetensors", "probes.json"]
     assert json.loads((tmp_path / "probes.json").read_text()) == summary
     assert summary["probe_minus_text"] == pytest.approx(result.best_auroc - 0.6)
+    assert summary["within_question"] == within
     assert load_probe(tmp_path / "probe").model_id == "tiny"
     assert load_probe(tmp_path / "difference_probe").feature == "difference"
 

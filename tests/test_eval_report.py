@@ -38,7 +38,8 @@ def parts():
     groups = np.arange(120) // 2
     probe = fit_layer_probes(x, y, groups, layer_ids=[0, 6, 12])
     diff = fit_difference_probes(x, np.zeros_like(x), y, groups, layer_ids=[0, 6, 12])
-    probe_results = summarize_probes(probe, text_auroc=0.55, difference=diff)
+    probe_results = summarize_probes(probe, text_auroc=0.55, difference=diff,
+                                     within_question={"probe": 0.9, "text": 0.5, "pairs": 42})
     sc = self_consistency([["a", "a", "b"], ["a", "b", "c"], ["x", "x", "x"], ["p", "q", "q"]],
                           [True, False, True, False])
     return metrics, probe_results, sc
@@ -57,6 +58,8 @@ def test_full_report_writes_markdown_and_all_plots(tmp_path, parts):
     assert "| corrupted / blank | n/a (n=0) | 0.500 [" in text  # half the blank rows abstain
     assert "image-reliance gap" in text and "text-only baseline" in text
     assert "best layer: **6**" in text and "| 12 |" in text
+    assert "; within question 0.900\n" in text and "; within question 0.500\n" in text
+    assert "over the 42 (positive, negative) pairs" in text
     assert "AUROC of majority share | 0.875 |" in text  # 3.5 of 4 pairs ranked right
     assert "skipped" not in text
 
@@ -81,9 +84,10 @@ def test_degenerate_consistency_still_reports(tmp_path):
 
 def test_probe_section_without_text_baseline_or_difference(tmp_path, parts):
     _, probe_results, _ = parts
-    bare = probe_results | {"text_baseline": {"auroc": None}, "probe_minus_text": None, "difference_probe": None}
+    bare = probe_results | {"text_baseline": {"auroc": None}, "probe_minus_text": None, "difference_probe": None,
+                            "within_question": None}
     text = write_report(tmp_path, None, bare).read_text()
-    assert "AUROC n/a" in text and "difference AUROC" not in text
+    assert "AUROC n/a" in text and "difference AUROC" not in text and "within question" not in text
     assert (tmp_path / "probe_auroc.png").exists()
 
 

@@ -180,6 +180,7 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
         mirage_labels,
         save_probe_results,
         text_baseline,
+        within_group_auroc,
     )
 
     groups = np.array([p["source_id"] for p in preds])
@@ -196,7 +197,13 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
             logger.warning("Skipping the %s probe: %s", name, err)
             summaries[name] = {"skipped": str(err)}
             continue
-        text_auroc = text_baseline([texts[i] for i in keep], y, g, fold_ids=result.fold_ids)
+        text_auroc, text_scores = text_baseline([texts[i] for i in keep], y, g, fold_ids=result.fold_ids,
+                                                return_scores=True)
+        # Pairs showing the same prompt text (e.g. the normal and the blank image of one question): the fair
+        # probe-vs-text contest. Text-interference rows change the prompt, so they pair only among themselves.
+        same_prompt = np.array([f"{groups[i]}\n{texts[i]}" for i in keep])
+        probe_within, pairs = within_group_auroc(result.best_scores, y, same_prompt)
+        within = {"probe": probe_within, "text": within_group_auroc(text_scores, y, same_prompt)[0], "pairs": pairs}
         # Blank rows themselves are left out: h(blank) - h(blank) = 0 would give them away.
         paired = np.array([i for i in keep if groups[i] in blank_of and preds[i]["corruption"] != "blank"])
         difference = None
@@ -208,7 +215,7 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
             except ValueError as err:
                 logger.warning("Skipping the %s difference probe: %s", name, err)
         summaries[name] = save_probe_results(out / "probes" / name, result, text_auroc, difference,
-                                             model_id=model_id)
+                                             model_id=model_id, within_question=within)
     return summaries
 
 

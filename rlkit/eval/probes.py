@@ -5,13 +5,17 @@ present, and that a text-only baseline cannot recover it. This module fits and s
 states come from `rlkit.eval.generate` (model-bound), everything here is plain numpy / scikit-learn.
 
 ```python
-from rlkit.eval.probes import fit_layer_probes, mirage_labels, save_probe_results, text_baseline
+from rlkit.eval.probes import (fit_layer_probes, mirage_labels, save_probe_results, text_baseline,
+                               within_group_auroc)
 
 labels = mirage_labels(preds)                    # 1 mirage, 0 not, -1 undetermined
 keep = labels >= 0
-result = fit_layer_probes(features[keep], labels[keep], groups[keep])   # features: [n, L, d]
-text_auroc = text_baseline(questions[keep], labels[keep], groups[keep], fold_ids=result.fold_ids)
-save_probe_results("out/probes/mirage", result, text_auroc=text_auroc)
+y, g = labels[keep], groups[keep]
+result = fit_layer_probes(features[keep], y, g)  # features: [n, L, d]
+text_auroc, text_scores = text_baseline(questions[keep], y, g, fold_ids=result.fold_ids, return_scores=True)
+probe_within, pairs = within_group_auroc(result.best_scores, y, g)   # pairs that share a source_id
+within = {"probe": probe_within, "text": within_group_auroc(text_scores, y, g)[0], "pairs": pairs}
+save_probe_results("out/probes/mirage", result, text_auroc=text_auroc, within_question=within)
 ```
 
 A saved probe scores a new (image, question) with the model it was fitted on:
@@ -104,6 +108,11 @@ class ProbeResult:
         keep = ("layers", "auroc", "fold_auroc", "best_layer", "best_auroc", "n", "n_groups", "n_positive",
                 "n_splits", "seed", "C", "label_name", "feature")
         return {k: getattr(self, k) for k in keep} | {"pooling": self.probe.pooling}
+
+    @property
+    def best_scores(self) -> np.ndarray:
+        """`[n]` out-of-fold probabilities at the best layer."""
+        return self.oof_scores[:, self.layers.index(self.best_layer)]
 
 
 def _check_labels(labels: np.ndarray, groups: np.ndarray, n: int, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -277,12 +286,17 @@ def fit_difference_probes(features_image: np.ndarray, features_blank: np.ndarray
 
 
 def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, fold_ids: np.ndarray | None = None,
-                  n_splits: int = 5, seed: int = 0, C: float = 1.0) -> float:
+                  n_splits: int = 5, seed: int = 0, C: float = 1.0,
+                  return_scores: bool = False) -> float | tuple[float, np.ndarray]:
     """Out-of-fold AUROC of a TF-IDF + logistic-regression classifier on the question text alone.
 
     The probe's claim is that activations carry a signal the text does not; this is the control. Pass the
     probe's `ProbeResult.fold_ids` so both are scored on the same folds (or the same labels, groups,
     n_splits and seed, which give the same folds).
+
+    Returns:
+        The AUROC; with `return_scores=True`, `(auroc, scores)` where `scores` are the `[n]` out-of-fold
+        probabilities (e.g. for `within_group_auroc`).
 
     Raises:
         ValueError: as `fit_layer_probes`, or `texts` not matching the labels.
@@ -307,7 +321,43 @@ def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, 
                                              token_pattern=r"(?u)\b\w+\b"),
                              LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
-    return float(roc_auc_score(y, _oof(make_model, docs, y, fold_ids)))
+    scores = _oof(make_model, docs, y, fold_ids)
+    auroc = float(roc_auc_score(y, scores))
+    return (auroc, scores) if return_scores else auroc
+
+
+def within_group_auroc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[float | None, int]:
+    """AUROC over the (positive, negative) pairs of rows that share a group; ties count 1/2.
+
+    With `groups` the `source_id`, a pair is e.g. a normal and a blank-image row of the same question: the
+    prompt text is the same, so a text-only score cannot rank them, while hidden states can.
+
+    Example (group "a": ranked right; "b": a tie; "c": one class, no pair):
+        >>> within_group_auroc([0.9, 0.2, 0.5, 0.5, 0.7], [1, 0, 1, 0, 1], ["a", "a", "b", "b", "c"])
+        (0.75, 2)
+
+    Returns:
+        `(auroc, pairs)`: the fraction of pairs where the positive scores higher (None when there are no
+        pairs) and the number of pairs.
+
+    Raises:
+        ValueError: the arrays differ in length or labels are not 0/1.
+    """
+    s, y, g = np.asarray(scores, dtype=np.float64), np.asarray(labels), np.asarray(groups)
+    if not s.shape == y.shape == g.shape or s.ndim != 1:
+        raise ValueError(f"scores, labels and groups must be 1-d of the same length; got shapes {s.shape}, "
+                         f"{y.shape}, {g.shape}.")
+    if not set(np.unique(y).tolist()) <= {0, 1}:
+        raise ValueError(f"labels must be 0/1, got values {sorted(set(np.unique(y).tolist()))}; drop "
+                         "undetermined rows (-1) first.")
+    _, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    wins, pairs = 0.0, 0
+    for rows in np.split(order, np.cumsum(np.bincount(inverse))[:-1]):
+        diff = s[rows][y[rows] == 1][:, None] - s[rows][y[rows] == 0][None, :]  # [positives, negatives]
+        wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+        pairs += diff.size
+    return (wins / pairs if pairs else None), int(pairs)
 
 
 # ----------------------------------------------------------------------------- scoring new examples
@@ -498,20 +548,25 @@ def load_probe(directory: str | Path) -> LinearProbe:
 
 
 def summarize_probes(result: ProbeResult, text_auroc: float | None = None,
-                     difference: ProbeResult | None = None) -> dict:
-    """The `probes.json` summary that `rlkit.eval.report.write_report` reads as `probe_results`."""
+                     difference: ProbeResult | None = None, within_question: dict | None = None) -> dict:
+    """The `probes.json` summary that `rlkit.eval.report.write_report` reads as `probe_results`.
+
+    `within_question` is `{"probe": auroc, "text": auroc, "pairs": n}` from `within_group_auroc` on the probe's
+    best-layer and the text baseline's out-of-fold scores, grouped by `source_id` (None when not computed).
+    """
     return {
         "probe_format_version": PROBE_FORMAT_VERSION,
         "probe": result.to_dict(),
         "text_baseline": {"auroc": text_auroc},
         "probe_minus_text": None if text_auroc is None else result.best_auroc - text_auroc,
         "difference_probe": None if difference is None else difference.to_dict(),
+        "within_question": within_question,
     }
 
 
 def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: float | None = None,
                        difference: ProbeResult | None = None, model_id: str | None = None,
-                       model_hash: str | None = None) -> dict:
+                       model_hash: str | None = None, within_question: dict | None = None) -> dict:
     """Write one probe folder (e.g. `probes/mirage/`): `probes.json`, `probe/` and `difference_probe/` if given.
 
     Returns:
@@ -522,6 +577,6 @@ def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: flo
     if difference is not None:
         save_probe(out_dir / "difference_probe", replace(difference.probe, model_id=model_id,
                                                           model_hash=model_hash))
-    summary = summarize_probes(result, text_auroc, difference)
+    summary = summarize_probes(result, text_auroc, difference, within_question)
     (out_dir / "probes.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

@@ -218,10 +218,16 @@ def _one_probe(label: str, summary: dict) -> list[str]:
     intro = (f"Pooling `{probe.get('pooling')}`: {probe['n']} rows ({probe['n_positive']} positive) in "
              f"{probe['n_groups']} source groups, {probe['n_splits']}-fold grouped CV (seed {probe['seed']}, "
              f"C = {probe['C']}).")
+    within = summary.get("within_question")  # absent in probes.json written before it existed
+    probe_within = f"; within question {_fmt(within['probe'])}" if within else ""
+    text_within = f"; within question {_fmt(within['text'])}" if within else ""
     lines = [f"### {label}", "", intro, "",
-             f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}",
-             f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}",
+             f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}{probe_within}",
+             f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}{text_within}",
              f"- probe minus text: {_fmt(summary.get('probe_minus_text'))}"]
+    if within:
+        lines.append(f"- within question: AUROC over the {within['pairs']} (positive, negative) pairs of rows that "
+                     "share a source_id (same question: identical prompt text unless a row is text_interference)")
     if diff:
         lines.append(f"- difference probe h(image) - h(blank): best layer {diff['best_layer']}, "
                      f"AUROC {_fmt(diff['best_auroc'])} ({diff['n']} rows)")
