@@ -108,6 +108,39 @@ def test_sft_rows_target_the_answer_with_a_seeded_abstain_prior(tiny_data):
     assert [r[0]["content"] for r in none["completion"]] == list(train["answer"])
 
 
+def test_sft_abstentions_are_drawn_anew_each_pass(tiny_data):
+    """Repeated rows get independent draws, so a model learns a rate of abstaining, not which images abstain."""
+    from data_builders.contract import load_built
+    from rlkit.train.sft import sft_rows
+
+    train = load_built(tiny_data, "train", arm="standard")
+    n, passes = len(train), 8
+    rows = sft_rows(train, abstain_prior=0.25, seed=0, abstain_text="cannot tell", passes=passes)
+    assert len(rows) == n * passes
+    abstained = [r[0]["content"] == "cannot tell" for r in rows["completion"]]
+    first = sft_rows(train, abstain_prior=0.25, seed=0, abstain_text="cannot tell")
+    assert abstained[:n] == [r[0]["content"] == "cannot tell" for r in first["completion"]]  # pass 0 as before
+    per_row = [sum(abstained[k * n + i] for k in range(passes)) for i in range(n)]
+    assert all(count < passes for count in per_row)  # no image abstains in every pass
+    assert sum(count > 0 for count in per_row) > sum(abstained[:n])  # more images abstain in some pass than in one
+    # every copy keeps its own image and prompt
+    assert rows[n + 3]["prompt"] == rows[3]["prompt"] and rows[n + 3]["image"] == rows[3]["image"]
+
+
+def test_sft_passes_follow_max_steps_or_epochs():
+    from trl import SFTConfig
+
+    from rlkit.train.sft import passes_over_data
+
+    args = SFTConfig(output_dir="unused", max_steps=400, per_device_train_batch_size=32, report_to="none",
+                     bf16=False)
+    assert passes_over_data(args, rows=800) == 16
+    assert passes_over_data(args, rows=1000) == 13  # 12,800 rows seen: 12.8 passes, rounded up
+    args = SFTConfig(output_dir="unused", num_train_epochs=3, per_device_train_batch_size=8, report_to="none",
+                     bf16=False)
+    assert passes_over_data(args, rows=800) == 3
+
+
 def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "2"}
 
