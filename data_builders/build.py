@@ -10,10 +10,17 @@
 The output appears atomically: everything is written to a hidden temporary folder beside ``out`` and renamed
 into place at the end; an existing ``out`` is replaced only with ``overwrite``. A shard ``i/n`` builds the i-th
 of n contiguous blocks of each split's source questions; the shards merged in order equal the whole build.
+
+Rows are streamed straight into the folder layout ``DatasetDict.save_to_disk`` writes (``dataset_dict.json``;
+per split ``data-XXXXX-of-YYYYY.arrow`` shards of at most ~500 MB, ``state.json``, ``dataset_info.json``), so the
+images are written once; the folder is then loaded with ``datasets.load_from_disk`` and validated.
+``datasets`` (through ``contract``) is imported inside the functions: spawned workers re-import the caller's
+main module, and a script that imports this module should not cost every worker a second of imports.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -25,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from data_builders.config import DataConfig, load_config
-from data_builders.contract import FEATURES, MANIFEST_NAME, SPLITS, validate
 from data_builders.manifest import (
     FORMAT_VERSION,
     Tally,
@@ -45,6 +51,9 @@ from data_builders.sources import open_source
 
 __all__ = ["build", "load_config", "parse_shard"]
 logger = logging.getLogger(__name__)
+SPLITS = ("train", "eval")  # contract.SPLITS (not imported here: see the module docstring)
+SHARD_BYTES = 500 * 10**6  # roll to a new Arrow file past this size, like save_to_disk's default max_shard_size
+FLUSH_ROWS = 2048  # rows buffered per Arrow write
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"i/n"`` or ``(i, n)`` -> ``(i, n)`` with 0 <= i < n; None stays None."""
@@ -76,6 +85,8 @@ def _chunks(planner: Planner, shard: tuple[int, int] | None, num_proc: int) -> l
 
 
 def _results(planner: Planner, chunks: list[tuple[str, int, int]], num_proc: int) -> Iterator[Chunk]:
+    from data_builders.contract import FEATURES
+
     schema = FEATURES.arrow_schema
     if num_proc <= 1:
         init_worker(planner, schema, limit_blas=False)
@@ -104,15 +115,32 @@ def quiet_save(built: Any, path: Path) -> None:
 
 
 class _SplitWriter:
-    """Buffers rows of one split and writes them as large Arrow record batches (per-row writes are slow)."""
+    """Streams the rows of one split into ``folder`` as ``save_to_disk`` would lay it out.
 
-    def __init__(self, path: Path, batch_rows: int = 2048) -> None:
-        from datasets.arrow_writer import ArrowWriter
+    Rows are buffered and written as large Arrow record batches (per-row writes are slow); a new file starts
+    past ``SHARD_BYTES``; ``close`` names the files ``data-XXXXX-of-YYYYY.arrow`` and writes ``state.json``
+    and ``dataset_info.json``.
+    """
 
-        self.writer = ArrowWriter(features=FEATURES, path=str(path))
-        self.batch_rows = batch_rows
+    def __init__(self, folder: Path, batch_rows: int | None = None) -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.batch_rows = batch_rows or FLUSH_ROWS
         self.tables: list[Any] = []
         self.pending = 0
+        self.files: list[Path] = []
+        self.writer: Any = None
+        self.file_bytes = 0
+        self._open()
+
+    def _open(self) -> None:
+        from datasets.arrow_writer import ArrowWriter
+
+        from data_builders.contract import FEATURES
+
+        self.files.append(self.folder / f"part-{len(self.files)}.arrow")
+        self.writer = ArrowWriter(features=FEATURES, path=str(self.files[-1]))
+        self.file_bytes = 0
 
     def add(self, table: Any) -> None:
         if table is not None:
@@ -125,12 +153,45 @@ class _SplitWriter:
         if self.tables:
             import pyarrow as pa
 
-            self.writer.write_table(pa.concat_tables(self.tables))
+            if self.file_bytes >= SHARD_BYTES:
+                self.writer.finalize()
+                self._open()
+            table = pa.concat_tables(self.tables)
+            self.writer.write_table(table)
+            self.file_bytes += table.nbytes
             self.tables, self.pending = [], 0
 
-    def close(self) -> None:
+    def close(self, fingerprint: str) -> None:
+        """Finish the files; ``fingerprint`` (16 hex digits) becomes the split's ``datasets`` cache key."""
+        import datasets
+
         self.flush()
         self.writer.finalize()
+        names = [f"data-{i:05d}-of-{len(self.files):05d}.arrow" for i in range(len(self.files))]
+        for path, name in zip(self.files, names):
+            os.replace(path, self.folder / name)
+        state = {"_data_files": [{"filename": name} for name in names], "_fingerprint": fingerprint,
+                 "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+                 "_output_all_columns": False, "_split": None}
+        _write_json(self.folder / datasets.config.DATASET_STATE_JSON_FILENAME, state, sort_keys=True)
+        _write_json(self.folder / datasets.config.DATASET_INFO_FILENAME, _info_dict())
+
+
+def _info_dict() -> dict[str, Any]:
+    """``dataset_info.json`` as ``save_to_disk`` writes it (only the first level of keys sorted; ``asdict`` is the
+    one ``save_to_disk`` uses, which leaves out fields at their default)."""
+    import datasets
+    from datasets.utils.py_utils import asdict
+
+    from data_builders.contract import FEATURES
+
+    info = asdict(datasets.DatasetInfo(features=FEATURES))
+    return {key: info[key] for key in sorted(info)}
+
+
+def _write_json(path: Path, value: Any, sort_keys: bool = False, indent: int | None = 2) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=indent, sort_keys=sort_keys)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -178,7 +239,7 @@ def build(config: str | os.PathLike | dict[str, Any] | DataConfig | None, out: s
     planner = Planner(cfg, source)
     chunks = _chunks(planner, shard, num_proc)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    (tmp / "raw").mkdir(parents=True)
+    tmp.mkdir(parents=True)
     try:
         manifest = _write(cfg, planner, chunks, num_proc, shard, tmp, started, config)
         publish(tmp / "final", out, tmp)
@@ -193,26 +254,28 @@ def _write(cfg: DataConfig, planner: Planner, chunks: list[tuple[str, int, int]]
     import datasets
     from tqdm.auto import tqdm
 
+    from data_builders.contract import MANIFEST_NAME, validate
+
+    final = tmp / "final"
     tallies = {split: Tally() for split in SPLITS}
-    writers = {split: _SplitWriter(tmp / "raw" / f"{split}.arrow") for split in SPLITS}
+    writers = {split: _SplitWriter(final / split) for split in SPLITS}
     total = sum(stop - start for _, start, stop in chunks)
     with tqdm(total=total, unit="src", desc="build data", disable=None) as bar:
         for chunk in _results(planner, chunks, num_proc):
             writers[chunk.split].add(chunk.table)
             tallies[chunk.split].add(chunk)
             bar.update(chunk.sources)
-    for writer in writers.values():
-        writer.close()
     for split, tally in tallies.items():
         if tally.rows == 0 and shard is None:
             raise ValueError(f"the {split} split has no rows ({len(tally.skipped)} input rows skipped as bad); "
                              "see the errors above or set on_bad_row: error to stop at the first bad row")
-    built = datasets.DatasetDict({split: datasets.Dataset.from_file(str(tmp / "raw" / f"{split}.arrow"))
-                                  for split in SPLITS})
-    final = tmp / "final"
-    quiet_save(built, final)
-    del built
+    for split, writer in writers.items():
+        writer.close(fingerprint=tallies[split].digest.hexdigest()[:16])
+    _write_json(final / datasets.config.DATASETDICT_JSON_FILENAME, {"splits": list(SPLITS)}, indent=None)
     reloaded = datasets.load_from_disk(str(final))
+    built, saved = {s: t.rows for s, t in tallies.items()}, {s: len(reloaded[s]) for s in SPLITS}
+    if saved != built:  # never expected; a silent loss of rows would be worse than stopping
+        raise RuntimeError(f"{final}: the saved splits hold {saved} rows but {built} were built")
     validate(reloaded, str(final))  # the contract holds for what training will read
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -78,7 +78,7 @@ def skipped_section(tallies: dict[str, Tally]) -> dict[str, Any]:
 def fingerprint(split_digests: dict[str, bytes]) -> str:
     """Combine per-split digests (sha256 state over row digests) into the build's fingerprint."""
     h = hashlib.sha256()
-    for split in sorted(split_digests, key=lambda s: ("train", "eval").index(s)):
+    for split in sorted(split_digests, key=("train", "eval").index):
         h.update(split.encode())
         h.update(split_digests[split])
     return h.hexdigest()

@@ -54,6 +54,34 @@ def test_num_proc_does_not_change_the_data(whole, tmp_path):
     assert build(SMALL, tmp_path / "np2", num_proc=2)["fingerprint"] == whole[1]["fingerprint"]
 
 
+def test_output_is_the_save_to_disk_layout(whole, tmp_path):
+    path, _ = whole
+    built = datasets.load_from_disk(str(path))
+    datasets.disable_progress_bars()
+    built.save_to_disk(str(tmp_path / "saved"))  # what save_to_disk writes for the same rows
+    datasets.enable_progress_bars()
+    names = ["dataset_dict.json"] + [f"{s}/{f}" for s in ("train", "eval")
+                                     for f in ("dataset_info.json", "data-00000-of-00001.arrow")]
+    for name in names:
+        assert (path / name).read_bytes() == (tmp_path / "saved" / name).read_bytes(), name
+    state = json.loads((path / "train" / "state.json").read_text())
+    saved = json.loads((tmp_path / "saved" / "train" / "state.json").read_text())
+    assert {k for k in state if state[k] != saved[k]} == {"_fingerprint"}  # ours is the split's content digest
+
+
+def test_large_splits_roll_over_to_several_arrow_files(whole, tmp_path, monkeypatch):
+    import data_builders.build as build_module
+
+    monkeypatch.setattr(build_module, "SHARD_BYTES", 1)  # a new file at every flush
+    monkeypatch.setattr(build_module, "FLUSH_ROWS", 8)  # flush every 8 rows
+    manifest = build(SMALL, tmp_path / "rolled")
+    files = sorted(p.name for p in (tmp_path / "rolled" / "train").glob("*.arrow"))
+    assert len(files) > 2 and files[0] == f"data-00000-of-{len(files):05d}.arrow"
+    assert manifest["fingerprint"] == whole[1]["fingerprint"]
+    assert fingerprint_dir(str(tmp_path / "rolled"))[0] == manifest["fingerprint"]
+    assert len(load_built(tmp_path / "rolled", "train")) == manifest["counts"]["train"]["rows"]
+
+
 def test_arms_have_equal_rows_and_the_configured_mix(whole):
     path, _ = whole
     n = SMALL["train_sources"]

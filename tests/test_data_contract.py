@@ -96,7 +96,7 @@ def test_built_dataset_validates_and_loads(built):
     assert all(arms == [] for arms in evals["arms"])
     assert isinstance(evals[0]["image"], Image.Image)
     sizes = {arm: len(load_built(built, "train", arm=arm)) for arm in ARMS}
-    assert sizes == {arm: SMALL["train_sources"] for arm in ARMS}
+    assert sizes == dict.fromkeys(ARMS, SMALL["train_sources"])
     assert set(load_built(built, "train", arm="standard")["condition"]) == {"normal"}
     assert "normal" not in set(load_built(built, "train", arm="hallucination")["condition"])
 

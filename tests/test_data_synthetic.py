@@ -165,6 +165,33 @@ def test_blank_noise_thumbnail_irrelevant():
     assert run(scene, color_query(), "irrelevant", 1.0)[0] is False
 
 
+def reference_noise_verdict(obj, clean, noisy):
+    """The noise rule written out per channel: nearer (L2 over the box) to the true shape than to every other."""
+    x0, y0, x1, y1 = obj.box
+    noise = np.asarray(noisy, float)[y0:y1, x0:x1] - np.asarray(clean, float)[y0:y1, x0:x1]
+    step = np.asarray(RGB[obj.color], float) - 255.0
+    mask = shape_mask(obj.kind, x1 - x0, y1 - y0).astype(float)
+    for kind in ("circle", "crescent", "square", "triangle"):
+        if kind != obj.kind:
+            delta = (shape_mask(kind, x1 - x0, y1 - y0) - mask)[..., None] * step
+            if 2 * (noise * delta).sum() >= (delta * delta).sum():
+                return False
+    return True
+
+
+def test_noise_answerability_is_the_exact_rule():
+    verdicts = set()
+    for seed in range(24):
+        obj = Obj("square", "yellow", (20, 20, 24, 24), "square")  # tiny and low contrast: noise can flip it
+        scene = Scene(64, (obj,))
+        image = render(scene, CFG)
+        noisy, params = corrupt("noise", image, np.random.default_rng(seed), 1.0)
+        _, why = judge(CFG, scene, replace(color_query("square"), answer="yellow"), "noise", params, noisy, image)
+        assert ("looks more like" not in why) == reference_noise_verdict(obj, image, noisy), (seed, why)
+        verdicts.add("looks more like" in why)
+    assert verdicts == {True, False}  # the seeds cross the boundary
+
+
 def test_heavy_thumbnail_of_a_small_low_contrast_object_is_unanswerable():
     scene = Scene(64, (Obj("circle", "yellow", (20, 20, 32, 32), "circle"),))
     ok, why = run(scene, replace(color_query(), answer="yellow"), "thumbnail", 1.0)
@@ -245,7 +272,7 @@ def test_label_invariants_over_every_task_and_damage():
             kind, task, ok = row["corruption"], row["task"], row["answerable"]
             seen.add((task, kind))
             assert row["target"] == ("answer" if ok else "abstain")
-            if row["condition"] == "normal" or kind == "misleading_hint" or kind == "blur" and row["severity"] < 0.2:
+            if row["condition"] == "normal" or kind == "misleading_hint" or (kind == "blur" and row["severity"] < 0.2):
                 assert ok, row  # the image still shows everything
             if kind in ("blank", "irrelevant", "swap"):
                 assert not ok, row

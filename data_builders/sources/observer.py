@@ -89,18 +89,19 @@ def _gram(kind: str, n: int, value: float) -> np.ndarray:
 
 
 def _energy(diffs: np.ndarray, box: tuple[int, ...], gram_rows: np.ndarray, gram_cols: np.ndarray) -> np.ndarray:
-    """Sum of squares of ``A d B^T`` for each difference image d (zero outside ``box``).
+    """Sum of squares of ``A d B^T`` for each difference image d (zero outside ``box``); ``diffs`` is (h, k, w).
 
     ||A d B^T||^2 = sum((G_A d) * (d G_B)) where G_A = A^T A restricted to the box's rows (a block of the
-    cached full Gram matrix) and likewise G_B: two small products per difference instead of whole images.
+    cached full Gram matrix) and likewise G_B: two small products per difference instead of whole images. The
+    (h, k, w) layout makes both products plain 2-D matmuls over every kind at once, without copies.
     """
     x0, y0, x1, y1 = box
-    k, h, w = diffs.shape
+    h, k, w = diffs.shape
     g_rows = np.ascontiguousarray(gram_rows[y0:y1, y0:y1])  # contiguous operands keep numpy on its BLAS path
     g_cols = np.ascontiguousarray(gram_cols[x0:x1, x0:x1])
-    across = (g_rows @ diffs.transpose(1, 0, 2).reshape(h, k * w)).reshape(h, k, w).transpose(1, 0, 2)
-    down = (diffs.reshape(k * h, w) @ g_cols).reshape(k, h, w)
-    return (across * down).sum(axis=(1, 2))
+    across = g_rows @ diffs.reshape(h, k * w)  # G_A d, every kind side by side
+    down = diffs.reshape(h * k, w) @ g_cols  # d G_B
+    return (across * down.reshape(h, k * w)).reshape(h, k, w).sum(axis=(0, 2), dtype=np.float64)
 
 
 def _shape_energy(name: str, diffs: np.ndarray, obj: Obj, size: int, params: dict[str, Any]) -> np.ndarray:
@@ -114,28 +115,45 @@ def _shape_energy(name: str, diffs: np.ndarray, obj: Obj, size: int, params: dic
     if name == "occlude_key":
         rows, cols = _box_slice(obj.box, params["box"])
         diffs = diffs.copy()
-        diffs[:, rows, cols] = 0
-    return np.square(diffs).sum(axis=(1, 2))
+        diffs[rows, :, cols] = 0
+    return np.square(diffs).sum(axis=(0, 2), dtype=np.float64)
 
 
-def readable(cfg: DataConfig, obj: Obj, name: str, params: dict[str, Any], corrupted: np.ndarray,
-             clean: np.ndarray, need_color: bool) -> tuple[bool, str]:
-    """Is ``obj`` still readable on the corrupted image? (rules 1-4 of the module docstring) + the reason."""
+@lru_cache(maxsize=4096)
+def _differences(kind: str, w: int, h: int, others: tuple[str, ...]) -> np.ndarray:
+    """(h, k, w) float32: 255 * (mask of other kind k - mask of ``kind``) in a w x h box, for each of ``others``.
+
+    Depends only on the box size, so it is cached (scenes reuse a few sizes); read-only.
+    """
+    mask = shape_mask(kind, w, h)
+    diffs = np.stack([shape_mask(k, w, h) for k in others], axis=1).astype(np.float32) - mask[:, None, :]
+    diffs *= 255.0
+    diffs.setflags(write=False)
+    return diffs
+
+
+def readable(cfg: DataConfig, obj: Obj, name: str, params: dict[str, Any], corrupted: np.ndarray | None,
+             clean: np.ndarray | None, need_color: bool) -> tuple[bool, str]:
+    """Is ``obj`` still readable on the corrupted image? (rules 1-4 of the module docstring) + the reason.
+
+    ``corrupted`` (and for noise ``clean``) are the images as uint8 arrays; they are read only for the noise and
+    colour rules and may be None otherwise.
+    """
     syn = cfg.synthetic
     x0, y0, x1, y1 = obj.box
     mask = object_mask(obj)
-    visible = mask.copy()
+    visible = mask
     if name == "occlude_key":
+        visible = mask.copy()
         visible[_box_slice(obj.box, params["box"])] = False
     fraction = visible.sum() / mask.sum()
     if fraction < syn.min_visible:
         return False, f"the {obj.name} is {fraction:.0%} visible (< min_visible {syn.min_visible})"
-    others = [k for k in _kinds(cfg) if k != obj.kind]
-    masks = [shape_mask(k, x1 - x0, y1 - y0) for k in others]
-    diffs = (np.stack(masks).astype(np.float32) - mask) * 255.0
+    others = tuple(k for k in _kinds(cfg) if k != obj.kind)
+    diffs = _differences(obj.kind, x1 - x0, y1 - y0, others)
     energy = _shape_energy(name, diffs, obj, syn.image_size, params)
-    color = np.asarray(syn.colors[obj.color], np.float32)
-    background = np.asarray(syn.background, np.float32)
+    color = np.asarray(syn.colors[obj.color], np.float64)
+    background = np.asarray(syn.background, np.float64)
     contrast = float(np.abs(color - background).mean())
     area = float((x1 - x0) * (y1 - y0))
     for kind, total in zip(others, energy):
@@ -143,14 +161,20 @@ def readable(cfg: DataConfig, obj: Obj, name: str, params: dict[str, Any], corru
         if margin < syn.shape_margin:
             return False, f"the {obj.name} could be a {kind} (shape margin {margin:.1f} < {syn.shape_margin})"
     if name == "noise":
-        noise = corrupted[y0:y1, x0:x1].astype(np.float32) - clean[y0:y1, x0:x1]
-        for kind, other in zip(others, masks):
-            delta = (other.astype(np.float32) - mask)[..., None] * (color - background)
-            if 2.0 * float((noise * delta).sum()) >= float((delta * delta).sum()):
+        # Nearer to kind k than to the true shape iff 2 <noise, delta_k> >= |delta_k|^2, delta_k = (mask_k - mask)
+        # x (colour - background). Per pixel <noise, delta_k> = d_k * (noise . (colour - background)), so one
+        # projection of the noise serves every kind; integers in float64, so the sums are exact.
+        noise = corrupted[y0:y1, x0:x1].astype(np.float64) - clean[y0:y1, x0:x1]
+        along = noise @ (color - background)  # (h, w)
+        step = float(((color - background) ** 2).sum())
+        for j, kind in enumerate(others):
+            d = diffs[:, j, :] / 255.0  # -1, 0 or 1
+            if 2.0 * float((d * along).sum()) >= float(np.abs(d).sum()) * step:
                 return False, f"the noisy {obj.name} looks more like a {kind}"
     if need_color:
         seen = corrupted[y0:y1, x0:x1][visible].mean(axis=0, dtype=np.float64)
-        palette = {**{c: np.asarray(v, np.float32) for c, v in syn.colors.items()}, "background": background}
+        palette = {**{c: np.asarray(v, np.float32) for c, v in syn.colors.items()},
+                   "background": np.asarray(syn.background, np.float32)}
         nearest = min(palette, key=lambda c: float(((palette[c] - seen) ** 2).sum()))
         if nearest != obj.color:
             return False, f"the {obj.name}'s colour reads as {nearest}, not {obj.color}"
@@ -164,8 +188,9 @@ def judge(cfg: DataConfig, scene: Scene, query: Query, name: str, params: dict[s
         return False, "blank image: no visual evidence"
     if name == "irrelevant":
         return False, f"the irrelevant image has no {' / '.join(query.kinds)}"
-    seen = np.asarray(corrupted)  # uint8; readable() converts only the boxes it reads
-    base = np.asarray(clean)
+    # uint8 arrays, made only for the rules that read pixels (a 224 px image takes ~0.1 ms to convert)
+    seen = np.asarray(corrupted) if name == "noise" or query.color_of is not None else None
+    base = np.asarray(clean) if name == "noise" else None
     objs = scene.objects
     if query.absence and name == "occlude_key":
         occ = params["box"]
