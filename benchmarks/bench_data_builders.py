@@ -7,7 +7,8 @@
 The floor of a set of rows is the time to just decode their stored PNGs (PIL) and encode them again with the
 build's PNG encoder (``images.encode_png``): the least any build of those images must spend. Per damage, the
 build time is making the damaged row (corrupt + label + params) and encoding it; the full build is
-``build()`` end to end (scene generation, all rows, Arrow writing, save_to_disk, validation, manifest), run at
+``build()`` end to end (scene generation, all rows, writing the save_to_disk layout, reload + validation,
+manifest), run at
 num_proc 1 and 2, against the floor over all its rows at the same number of processes. Each figure is the best
 of ``--repeats`` runs (the machine may be shared). CPU time of other processes is not controlled.
 """
@@ -15,6 +16,7 @@ of ``--repeats`` runs (the machine may be shared). CPU time of other processes i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import multiprocessing
 import os
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image
 
+from benchmarks.docs_section import write_section
 from data_builders.build import build, load_config
 from data_builders.images import encode_png
 from data_builders.pairs import Planner, SourceRows, damages, single_threaded_blas
@@ -40,9 +43,11 @@ READING = (
     "corrupting it, computing the exact label), so rows whose damage is cheap (blank, hints, occlusion) come "
     "close to it, while rows whose corruption alone costs more than a PNG round trip (Gaussian blur, JPEG "
     "thumbnail, noise, which is also incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the "
-    "fixed Python cost per row dominates; at 224 px the image work does. num_proc=2 includes starting the "
-    "spawned workers (~1 s) and runs on 2 cores shared with other jobs; the floor at num_proc=2 runs in the "
-    "same kind of pool."
+    "fixed Python cost per row dominates (scene, label, digest, Arrow: ~0.3 ms a row beyond the encode), so "
+    "64 px builds stay at a third to a half of the floor; at 224 px the image work does (PIL's Gaussian blur "
+    "alone takes 2-3 ms a 224 px image, more than a PNG round trip). num_proc=2 includes starting the spawned workers "
+    "(~0.5 s: they import data_builders, not datasets) and runs on 2 cores shared with other jobs; the floor at "
+    "num_proc=2 runs in the same kind of pool."
 )
 
 
@@ -91,10 +96,8 @@ def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, f
         out = SourceRows()
         start = time.perf_counter()
         for item in items:
-            try:
+            with contextlib.suppress(NotApplicable):
                 planner._add(out, planner.damaged(item, damage, []))
-            except NotApplicable:
-                pass
         return len(out.rows), time.perf_counter() - start, [r["image"]["bytes"] for r in out.rows]
 
     results = []
@@ -147,18 +150,8 @@ def table(cfg, damage_rows, builds: dict[str, dict[int, tuple[int, float, float]
 
 
 def write_docs(text: str, command: str) -> None:
-    """Replace (or append) only the ``## Data builders`` section of docs/benchmarks.md."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\nCommand: `{command}`\n\n{text}\n"
-    start = body.find(SECTION)
-    if start < 0:
-        body = body.rstrip("\n") + "\n\n" + section
-    else:
-        end = body.find("\n## ", start + len(SECTION))
-        body = body[:start] + section + ("\n" + body[end + 1:] if end >= 0 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body)
+    """Replace (or append) only this benchmark's section of docs/benchmarks.md."""
+    write_section(SECTION, text, command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.docs_section import write_section
+
 for key, value in {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "true"}.items():
     os.environ.setdefault(key, value)
 
@@ -150,18 +153,8 @@ def tables(gen, agree, feats, stages, n_rows, n_stage_rows, args) -> list[str]:
 
 
 def write_docs(text: str, command: str) -> None:
-    """Replace (or append) only the ``## Evaluation`` section of docs/benchmarks.md."""
-    path = ROOT / "docs" / "benchmarks.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\nCommand: `{command}`\n\n{text}\n"
-    start = body.find(SECTION)
-    if start < 0:
-        body = body.rstrip("\n") + "\n\n" + section
-    else:
-        end = body.find("\n## ", start + len(SECTION))
-        body = body[:start] + section + ("\n" + body[end + 1:] if end >= 0 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body)
+    """Replace (or append) only this benchmark's section of docs/benchmarks.md."""
+    write_section(SECTION, text, command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout: rlkit and data_builders import from it
 
+from benchmarks.docs_section import DOCS, write_section
+
 SECTION = "## GRPO overhead"
 GOAL = 1.05
 SIDES = ("rlkit", "plain")
@@ -221,18 +223,9 @@ def machine() -> str:
             f"trl {trl.__version__}.")
 
 
-def write_docs(text: str, command: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    """Replace (or append) only the ``## GRPO overhead`` section of docs/benchmarks.md."""
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\nCommand: `{command}`\n\n{text}\n"
-    start = body.find(SECTION)
-    if start < 0:
-        body = body.rstrip("\n") + "\n\n" + section
-    else:
-        end = body.find("\n## ", start + len(SECTION))
-        body = body[:start] + section + ("\n" + body[end + 1:] if end >= 0 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body)
+def write_docs(text: str, command: str, path: Path = DOCS) -> None:
+    """Replace (or append) only this benchmark's section of docs/benchmarks.md."""
+    write_section(SECTION, text, command, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/plain_trl_grpo.py --config PLAIN.yaml [--any_GRPOConfig_key value]
 
-PLAIN.yaml holds `GRPOConfig` keys plus the few below (model, data, arm, frozen vision tower); bench_grpo_overhead.py writes it from
-the GRPO keys of an rlkit recipe so both sides train with the same values. This is the script a user would
-write with TRL alone: `load_from_disk`, keep the arm's rows, shuffle with the seed and cap, load the model and
-processor with the Auto classes (left padding), one inline exact-match reward on `answer`, `GRPOTrainer.train()`,
-save.
+PLAIN.yaml holds `GRPOConfig` keys plus the few below (model, data, arm, frozen vision tower);
+bench_grpo_overhead.py writes it from the GRPO keys of an rlkit recipe so both sides train with the same values.
+This is the script a user would write with TRL alone: `load_from_disk`, keep the arm's rows, shuffle with the seed
+and cap, load the model and processor with the Auto classes (left padding), one inline exact-match reward on
+`answer`, `GRPOTrainer.train()`, save.
 Nothing here imports rlkit or data_builders, so whatever rlkit adds (recipe parsing, dataset validation, reward
 parsing and rate logging, model checks) shows up as the difference between the two.
 """
