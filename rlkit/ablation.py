@@ -104,7 +104,8 @@ def _versions() -> dict:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             check=False)
     except OSError:
         return None
     return out.stdout.strip() or None
@@ -243,7 +244,8 @@ class Ablation:
         # status "training" until both stages finish: an interrupted run resumes from its last checkpoint.
         self._write_manifest(run_dir, arm=arm, reward=reward, seed=seed, config_hash=config_hash,
                              status="training", recipe_path=self.cfg.grpo_recipe, overrides=overrides)
-        if not (run_dir / "model" / "config.json").exists() and not (run_dir / "model" / "adapter_config.json").exists():
+        model_dir = run_dir / "model"
+        if not (model_dir / "config.json").exists() and not (model_dir / "adapter_config.json").exists():
             logger.info("GRPO %s-%s seed %d -> %s", arm, reward, seed, run_dir)
             self._train("rlkit.train.grpo", self.cfg.grpo_recipe, overrides)
         self.evaluate(run_dir / "model", run_dir / "eval")

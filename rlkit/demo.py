@@ -55,5 +55,6 @@ def main(args: argparse.Namespace) -> int:
     for line in headline(results):
         print("  " + line)
     print(f"\nwall time {results['wall_time_s'] / 60:.1f} min. Table: {config.out_dir}/results.md, "
-          f"plots: {config.out_dir}/results.png, per-run reports: {config.out_dir}/<arm>-<reward>/seed<k>/eval/report.md")
+          f"plots: {config.out_dir}/results.png, "
+          f"per-run reports: {config.out_dir}/<arm>-<reward>/seed<k>/eval/report.md")
     return 0

@@ -1,6 +1,7 @@
 """Test-wide setup: offline, CPU, deterministic, quiet."""
 
 import os
+from pathlib import Path
 
 # Set before transformers / datasets / huggingface_hub are imported anywhere.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,7 +14,7 @@ os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,7 @@ def tiny_data(tmp_path_factory):
 
     from data_builders.build import build
 
-    config = yaml.safe_load(open("recipes/tiny/data.yaml"))
+    config = yaml.safe_load(Path("recipes/tiny/data.yaml").read_text())
     config.update(train_sources=48, eval_sources=12)
     path = tmp_path_factory.mktemp("data") / "tiny"
     build(config, path)

@@ -61,7 +61,7 @@ def ablations(tiny_qwen, tmp_path_factory):
 
 
 def test_layout_manifests_and_aggregate(ablations):
-    recipe, results, _ = ablations
+    _, results, _ = ablations
     out = Path(results["out_dir"])
     for name in ("results.json", "results.md", "results.png", "data/manifest.json", "sft/run.json",
                  "base/eval/metrics.json"):

@@ -126,7 +126,7 @@ def test_image_reliance_gap_pairs_by_source():
     assert gap["value"] == pytest.approx((0 + 0.5) / 2)
     # Unpaired accuracies would give 3/3 - 2/4 = 0.5: pairing matters.
     assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
-    assert 0.0 <= gap["ci_low"] and gap["ci_high"] <= 0.5
+    assert gap["ci_low"] >= 0.0 and gap["ci_high"] <= 0.5
 
 
 def test_cis_bracket_value_and_are_deterministic():

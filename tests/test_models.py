@@ -9,7 +9,13 @@ import textwrap
 import pytest
 import torch
 
-from rlkit.models.load import ModelArguments, is_vision_module, load_model, load_processor, resolve_model_path
+from rlkit.models.load import (
+    ModelArguments,
+    is_vision_module,
+    load_model,
+    load_processor,
+    resolve_model_path,
+)
 from rlkit.models.tiny import make_tiny_model, weights_sha256
 
 RELOAD_SCRIPT = textwrap.dedent(
@@ -48,7 +54,8 @@ def test_reload_in_fresh_offline_process(fixture, image_tokens, request):
     path = request.getfixturevalue(fixture)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", RELOAD_SCRIPT, str(path)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", RELOAD_SCRIPT, str(path)], capture_output=True, text=True, env=env, timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -181,11 +188,11 @@ def test_make_tiny_model_refuses_to_overwrite_and_unknown_family(tmp_path):
 
 def test_cli_help_and_make_tiny_model(tmp_path):
     for args in (["--help"], ["make-tiny-model", "--help"]):
-        result = subprocess.run([sys.executable, "-m", "rlkit.cli", *args], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "rlkit.cli", *args], capture_output=True, text=True, check=False)
         assert result.returncode == 0 and "usage" in result.stdout
     result = subprocess.run(
         [sys.executable, "-m", "rlkit.cli", "make-tiny-model", "--family", "llava", "--out", str(tmp_path / "m")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     # DeepSpeed, when installed, logs its accelerator choice to stdout before the JSON summary.

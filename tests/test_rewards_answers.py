@@ -282,7 +282,8 @@ def test_abstention_phrases_are_configurable():
     ("completion", "answer", "expected"),
     [
         ("<answer>red</answer>", "red", Judgement("red", False, True)),
-        ([{"role": "assistant", "content": "<answer>Cannot tell</answer>"}], "red", Judgement("Cannot tell", True, False)),
+        ([{"role": "assistant", "content": "<answer>Cannot tell</answer>"}], "red",
+         Judgement("Cannot tell", True, False)),
         ("not sure but red", "red", Judgement("not sure but red", True, False)),  # an abstention is never correct
         ("", "red", Judgement("", False, False)),  # silence is a wrong answer, not an abstention
         ("<|image_pad|><|im_end|>", "red", Judgement("", False, False)),

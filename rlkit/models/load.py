@@ -101,7 +101,9 @@ def _require(package: str, extra: str, what: str):
 
 def _check_architecture(name_or_path: str, trust_remote_code: bool, revision: str):
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as VLMS
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as VLMS,
+    )
 
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     if config.model_type not in VLMS and not (trust_remote_code and getattr(config, "auto_map", None)):
@@ -151,10 +153,10 @@ def load_model(args: ModelArguments, gradient_checkpointing: bool = False, devic
                            device_map, trust_remote_code)
         return peft.PeftModel.from_pretrained(model, name, is_trainable=args.use_peft)
     _check_architecture(name, trust_remote_code, args.model_revision)
-    kwargs = dict(
-        revision=args.model_revision, trust_remote_code=trust_remote_code,
-        dtype=_dtype(args.dtype), device_map=device_map,
-    )
+    kwargs = {
+        "revision": args.model_revision, "trust_remote_code": trust_remote_code,
+        "dtype": _dtype(args.dtype), "device_map": device_map,
+    }
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
     if args.load_in_4bit or args.load_in_8bit:

@@ -101,7 +101,7 @@ def _training_corpus() -> list[str]:
                 f"Is there a {colour} {shape} in the image? yes no",
                 f"How many {shape}s are there? Hint: there are probably {len(colour) % 5} {shape}s.",
                 f"The {colour} {shape} is left of the {shape}. Which {shape} is bigger?",
-                f"Answer with one word, or say \"cannot tell\" if the image does not show it.",
+                "Answer with one word, or say \"cannot tell\" if the image does not show it.",
             ]
     lines += [" ".join(_NUMBERS), " ".join(_WORDS), *_ABSTENTIONS]
     for role in ("system", "user", "assistant"):
@@ -156,12 +156,12 @@ def _model_and_processor(family: str, spec: TinySpec, tokenizer):
 
     vocab = -(-len(tokenizer) // 64) * 64  # round up like real checkpoints; unused rows stay random
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text_common = dict(
-        vocab_size=vocab, hidden_size=spec.text_hidden, intermediate_size=spec.text_intermediate,
-        num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
-        num_key_value_heads=spec.text_kv_heads, max_position_embeddings=1024,
-        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-    )
+    text_common = {
+        "vocab_size": vocab, "hidden_size": spec.text_hidden, "intermediate_size": spec.text_intermediate,
+        "num_hidden_layers": spec.text_layers, "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_kv_heads, "max_position_embeddings": 1024,
+        "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+    }
     if family in ("qwen2_5_vl", "qwen2_vl"):
         head_dim = spec.text_hidden // spec.text_heads
         quarter = head_dim // 8  # mrope_section (temporal, height, width) must sum to head_dim / 2
@@ -173,18 +173,18 @@ def _model_and_processor(family: str, spec: TinySpec, tokenizer):
         video_processor = tf.Qwen2VLVideoProcessor(
             min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2
         )
-        common = dict(
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=False,
-        )
+        common = {
+            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+            "tie_word_embeddings": False,
+        }
         if family == "qwen2_5_vl":
-            vision = dict(
-                depth=spec.vision_layers, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
-                intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
-                patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                fullatt_block_indexes=[spec.vision_layers - 1],
-            )
+            vision = {
+                "depth": spec.vision_layers, "hidden_size": spec.vision_hidden, "num_heads": spec.vision_heads,
+                "intermediate_size": spec.vision_intermediate, "out_hidden_size": spec.text_hidden,
+                "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+                "fullatt_block_indexes": [spec.vision_layers - 1],
+            }
             config = tf.Qwen2_5_VLConfig(
                 text_config={**text_common, "rope_parameters": rope}, vision_config=vision, **common
             )
@@ -194,11 +194,11 @@ def _model_and_processor(family: str, spec: TinySpec, tokenizer):
                 chat_template=QWEN_CHAT_TEMPLATE,
             )
         else:
-            vision = dict(
-                depth=spec.vision_layers, embed_dim=spec.vision_hidden, num_heads=spec.vision_heads,
-                mlp_ratio=spec.vision_intermediate // spec.vision_hidden, hidden_size=spec.text_hidden,
-                patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-            )
+            vision = {
+                "depth": spec.vision_layers, "embed_dim": spec.vision_hidden, "num_heads": spec.vision_heads,
+                "mlp_ratio": spec.vision_intermediate // spec.vision_hidden, "hidden_size": spec.text_hidden,
+                "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            }
             config = tf.Qwen2VLConfig(
                 text_config={**text_common, "rope_parameters": rope}, vision_config=vision, **common
             )
