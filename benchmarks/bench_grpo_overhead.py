@@ -19,6 +19,12 @@ What is measured, per process:
 - peak RSS: `ru_maxrss` of that process from `os.wait4` (the child alone, not a running total of all children).
 - wall: the process end to end (start-up, loading and saving included), for scale.
 
+By default both sides train at learning rate 0: every step still generates, scores, computes the loss, runs the
+backward pass and the optimizer step, but the weights stay those of the start, so both sides sample from the same
+model and do the same work. With a real learning rate the two rewards (rlkit's lenient `accuracy`, the baseline's
+exact match) move the models apart and their completion lengths, hence generation time, with them: that measured
+the rewards' effect on the policy, not rlkit's overhead (`--learning-rate` restores it).
+
 The summary takes the median over rounds of each side and the ratio rlkit / plain of those medians. Inputs are
 built on first use under `--cache-dir` (the tiny data recipe, and by default the untrained embedded tiny
 Qwen2.5-VL model: GRPO from it gets zero rewards, but each step does the same generation, reward and backward work).
@@ -57,12 +63,13 @@ READING = (
     "is the process's `ru_maxrss`. The two sides train the same model on the same rows with the same GRPOConfig "
     "values, the recipe's model settings (float32, frozen vision tower) and one reward each, so rlkit / plain is "
     "what rlkit adds on top of TRL: the recipe parser, dataset validation, its reward's answer parsing and "
-    "per-condition rate logging, and the model checks. The rewards' values differ (rlkit's `accuracy` parses "
-    "answers leniently and finds a few right ones even from a random model; the exact match finds none), which "
-    "changes the updates but not the work of a step: completions hit the 8-token cap on both sides. The goal is "
-    f"rlkit / plain <= {GOAL} for s/step and peak RSS. The machine is shared with other jobs, so the time of one "
-    "run moves with their load; the summary uses the median of the rounds, and a difference smaller than the "
-    "spread line below is noise, not a gain or a loss."
+    "per-condition rate logging, and the model checks. Both train at learning rate 0 by default: every step "
+    "still generates, scores, backpropagates and steps the optimizer, but both sides sample from the same fixed "
+    "model, so they do the same work (with a real rate the two rewards move the models, and their completion "
+    "lengths, apart). The goal is "
+    f"rlkit / plain <= {GOAL} for s/step and peak RSS. The time of one run moves with the machine's load; the "
+    "summary uses the median of the rounds, and a difference smaller than the spread line below is noise, not a "
+    "gain or a loss."
 )
 
 
@@ -110,7 +117,8 @@ NOT_PER_STEP = ("model_name_or_path", "dataset_path", "arm", "sft_recipe", "data
                 "unanswerable_answer", "overlong_max_tokens")
 
 
-def commands(recipe: str, data: Path, model: Path, steps: int, work: Path) -> dict[str, list[str]]:
+def commands(recipe: str, data: Path, model: Path, steps: int, work: Path,
+             learning_rate: float | None = 0.0) -> dict[str, list[str]]:
     """The command line of each side; the plain side's config holds the recipe's GRPOConfig and model keys."""
     from trl import GRPOConfig
 
@@ -126,6 +134,8 @@ def commands(recipe: str, data: Path, model: Path, steps: int, work: Path) -> di
     plain_config = work / "plain.yaml"
     plain_config.write_text(yaml.safe_dump(plain, sort_keys=False))
     overrides = ["--max_steps", str(steps), "--disable_tqdm", "true"]
+    if learning_rate is not None:
+        overrides += ["--learning_rate", str(learning_rate)]
     return {
         "rlkit": [sys.executable, "-m", "rlkit.train.grpo", "--config", recipe, "--model_name_or_path", str(model),
                   "--dataset_path", str(data), "--reward_funcs", "accuracy", "--arm", plain["arm"], *overrides],
@@ -164,11 +174,12 @@ def run_once(side: str, cmd: list[str], out_dir: Path, rnd: int, steps: int) -> 
 
 def benchmark(steps: int = 20, repeats: int = 3, recipe: str = "recipes/tiny/grpo_mixed.yaml",
               data_config: str | dict = "recipes/tiny/data.yaml", model: str | None = None,
-              cache_dir: str | os.PathLike = ROOT / ".cache" / "bench" / "grpo_overhead") -> list[Run]:
+              cache_dir: str | os.PathLike = ROOT / ".cache" / "bench" / "grpo_overhead",
+              learning_rate: float | None = 0.0) -> list[Run]:
     """Run both sides ``repeats`` times, alternating rlkit and plain; return every run."""
     cache_dir = Path(cache_dir).resolve()
     data, model_path = prepare_inputs(cache_dir, data_config, model)
-    cmds = commands(str(Path(recipe).resolve()), data, model_path, steps, cache_dir / "runs")
+    cmds = commands(str(Path(recipe).resolve()), data, model_path, steps, cache_dir / "runs", learning_rate)
     runs = []
     for rnd in range(1, repeats + 1):
         for side in SIDES:
@@ -237,16 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of (rlkit, plain)")
     parser.add_argument("--cache-dir", default=str(ROOT / ".cache" / "bench" / "grpo_overhead"),
                         help="inputs and run folders")
+    parser.add_argument("--learning-rate", type=float, default=0.0,
+                        help="both sides' learning rate (0: the same fixed model on both sides, so the same work)")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
     args = parser.parse_args(argv)
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
 
-    runs = benchmark(args.steps, args.repeats, args.recipe, args.data_config, args.model, args.cache_dir)
+    runs = benchmark(args.steps, args.repeats, args.recipe, args.data_config, args.model, args.cache_dir,
+                     args.learning_rate)
     model = args.model or "the untrained embedded tiny Qwen2.5-VL (`make_tiny_model(\"qwen2_5_vl\")`, ~1 M params)"
     intro = (f"Recipe `{args.recipe}` (its GRPOConfig values on both sides; one reward each: rlkit's `accuracy`, "
              f"an inline exact match in the baseline `benchmarks/plain_trl_grpo.py`), model {model}, data "
-             f"`{args.data_config}`, {args.steps} steps per run, {args.repeats} alternating rounds. {machine()}")
+             f"`{args.data_config}`, {args.steps} steps per run at learning rate {args.learning_rate:g}, "
+             f"{args.repeats} alternating rounds. {machine()}")
     text = table(runs)
     print(text, flush=True)
     ratio = summary(runs)["ratio"]

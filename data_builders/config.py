@@ -53,8 +53,8 @@ class SyntheticConfig:
         default=0.0,
         metadata={"help": "0..1: shrinks objects by (1 - difficulty/2), size task area ratio 2.0 -> 1.2"})
     task_weights: dict[str, float] = field(
-        default_factory=lambda: {"color": 0.35, "exists": 0.3, "count": 0.25, "position": 0.0, "size": 0.0,
-                                 "prior_conflict": 0.1},
+        default_factory=lambda: {"color": 0.6, "exists": 0.1, "count": 0.15, "position": 0.0, "size": 0.0,
+                                 "prior_conflict": 0.15},
         metadata={"help": f"question mix over {list(TASKS)}"})
     prior_objects: dict[str, list[str]] = field(
         default_factory=lambda: {"banana": ["crescent", "yellow"]},

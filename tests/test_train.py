@@ -181,7 +181,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_sft_changes_the_weights(sft_model, tiny_qwen):
     before, after = _weights(tiny_qwen), _weights(sft_model)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert any("lm_head" in k for k in changed) and any("visual" in k for k in changed)
+    assert any("lm_head" in k for k in changed)
+    # the tiny SFT recipe freezes the vision tower (and Qwen's merger): the language side learns, the tower stays
+    assert not any("visual" in k for k in changed) and any("visual" in k for k in before)
     from rlkit.models.load import ModelArguments, load_processor
 
     processor = load_processor(ModelArguments(model_name_or_path=str(sft_model)))  # saved beside the weights
