@@ -150,6 +150,13 @@ class Ablation:
             return False
         return done.get("status") == "done"
 
+    def _portable(self, overrides: dict) -> dict:
+        """`overrides` with paths inside `out_dir` written relative to it, so a moved ablation folder still matches."""
+        root = str(self.out)
+        return {key: "<out_dir>" + value[len(root):]
+                if isinstance(value, str) and (value == root or value.startswith(root + os.sep)) else value
+                for key, value in overrides.items()}
+
     def _write_manifest(self, run_dir: Path, **fields) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {"name": self.cfg.name, **fields, "versions": _versions(), "git_commit": _git_commit()}
@@ -197,7 +204,7 @@ class Ablation:
             return _hash(self.base)
         sft_dir = Path(self.base)
         overrides = {**self.cfg.sft_overrides, "output_dir": str(sft_dir), "dataset_path": str(self.data_dir)}
-        config_hash = _hash({"recipe": Path(self.cfg.sft_recipe).read_text(), "overrides": overrides,
+        config_hash = _hash({"recipe": Path(self.cfg.sft_recipe).read_text(), "overrides": self._portable(overrides),
                              "data": fingerprint})
         if self._check_or_reset(sft_dir, config_hash):
             return config_hash
@@ -236,7 +243,7 @@ class Ablation:
             "output_dir": str(run_dir / "model"), "dataset_path": str(self.data_dir),
             "model_name_or_path": self.base,
         }
-        config_hash = _hash({"recipe": Path(self.cfg.grpo_recipe).read_text(), "overrides": overrides,
+        config_hash = _hash({"recipe": Path(self.cfg.grpo_recipe).read_text(), "overrides": self._portable(overrides),
                              "data": fingerprint, "eval": self.cfg.eval, "base": base_hash})
         if self._check_or_reset(run_dir, config_hash):
             return run_dir

@@ -109,6 +109,20 @@ def test_finished_runs_are_skipped(ablations):
     assert again["data_fingerprint"] == results["data_fingerprint"]
 
 
+def test_a_moved_ablation_folder_is_still_finished(ablations, tmp_path):
+    recipe, results, _ = ablations
+    moved = tmp_path / "moved"
+    shutil.copytree(results["out_dir"], moved)
+    config = yaml.safe_load(recipe.read_text())
+    config["out_dir"] = str(moved)
+    (tmp_path / "moved.yaml").write_text(yaml.safe_dump(config))
+    watched = [moved / "sft/model.safetensors", moved / "mixed-groundedness/seed1/model/model.safetensors",
+               moved / "mixed-groundedness/seed1/eval/metrics.json"]
+    before = {path: path.stat().st_mtime_ns for path in watched}
+    Ablation(load_ablation(tmp_path / "moved.yaml")).run()  # no "different recipe" refusal, nothing retrained
+    assert {path: path.stat().st_mtime_ns for path in watched} == before
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(ablations, caplog):
     recipe, results, _ = ablations
     run_dir = Path(results["out_dir"]) / "mixed-groundedness" / "seed1"
