@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from rlkit.eval.probes import (
     LinearProbe,
+    by_damage_auroc,
     correct_labels,
     fit_difference_probes,
     fit_layer_probes,
@@ -123,6 +124,22 @@ def test_within_group_auroc_exact_values():
         within_group_auroc([0.1, 0.2], [1, -1], ["a", "a"])
     with pytest.raises(ValueError, match="same length"):
         within_group_auroc([0.1, 0.2], [1, 0], ["a"])
+
+
+def test_by_damage_auroc_exact_values():
+    # normal rows score 0.1, 0.4 (label 0). blank: 0.9, 0.8 (label 1) -> separated, 1.0. swap: 0.3 (1) and
+    # 0.2 (1) -> 0.3 beats 0.1 only, 0.2 beats 0.1 only: 2 of 4 = 0.5. blur: one label-0 row 0.5 and one
+    # label-1 row 0.45 -> positives {0.45} vs negatives {0.1, 0.4, 0.5}: 2 of 3. hint: label 0 only -> None.
+    scores = np.array([0.1, 0.4, 0.9, 0.8, 0.3, 0.2, 0.5, 0.45, 0.6])
+    labels = np.array([0, 0, 1, 1, 1, 1, 0, 1, 0])
+    damages = ["normal", "normal", "corrupted/blank", "corrupted/blank", "mismatched/swap", "mismatched/swap",
+               "corrupted/blur", "corrupted/blur", "text_interference/hint"]
+    out = by_damage_auroc(scores, labels, damages)
+    assert list(out) == ["corrupted/blank", "corrupted/blur", "mismatched/swap", "text_interference/hint"]
+    assert out["corrupted/blank"] == {"auroc": 1.0, "n": 4}
+    assert out["corrupted/blur"] == {"auroc": pytest.approx(2 / 3), "n": 4}
+    assert out["mismatched/swap"] == {"auroc": 0.5, "n": 4}
+    assert out["text_interference/hint"] == {"auroc": None, "n": 3}
 
 
 def test_within_group_auroc_matches_a_loop_over_pairs():
@@ -239,14 +256,15 @@ def test_save_probe_results_layout(tmp_path):
     result = fit_layer_probes(x, y, groups)
     diff = fit_difference_probes(x, np.zeros_like(x), y, groups)
     within = {"probe": 0.9, "text": 0.5, "pairs": 12}
+    by_damage = {"corrupted/blank": {"auroc": 1.0, "n": 40}}
     summary = save_probe_results(tmp_path, result, text_auroc=0.6, difference=diff, model_id="tiny",
-                                 within_question=within)
+                                 within_question=within, by_damage=by_damage)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
         "difference_probe/probe.json", "difference_probe/probe.safetensors",
         "probe/probe.json", "probe/probe.safetensors", "probes.json"]
     assert json.loads((tmp_path / "probes.json").read_text()) == summary
     assert summary["probe_minus_text"] == pytest.approx(result.best_auroc - 0.6)
-    assert summary["within_question"] == within
+    assert summary["within_question"] == within and summary["by_damage"] == by_damage
     assert load_probe(tmp_path / "probe").model_id == "tiny"
     assert load_probe(tmp_path / "difference_probe").feature == "difference"
 

@@ -93,9 +93,14 @@ def test_probe_section_without_text_baseline_or_difference(tmp_path, parts):
 
 def test_probe_results_keyed_by_label_with_a_skipped_one(tmp_path, parts):
     _, probe_results, _ = parts
-    both = {"mirage": probe_results, "correct": {"skipped": "labels have one class only"}}
+    evidence = {**probe_results, "by_damage": {"corrupted/blank": {"auroc": 0.99, "n": 200},
+                                               "mismatched/swap": {"auroc": None, "n": 100}}}
+    both = {"mirage": probe_results, "correct": {"skipped": "labels have one class only"},
+            "unanswerable": evidence}
     text = write_report(tmp_path, None, both).read_text()
     assert "### mirage" in text and "best layer: **6**" in text
+    assert "### unanswerable" in text and "not the model's behaviour" in text
+    assert "| corrupted/blank | 200 | 0.990 |" in text and "| mismatched/swap | 100 | n/a |" in text
     assert "### correct" in text and "_Skipped: labels have one class only._" in text
     assert (tmp_path / "probe_auroc.png").exists()
     text = write_report(tmp_path / "none", None, {"correct": {"skipped": "too few groups"}}).read_text()

@@ -52,6 +52,17 @@ def test_probes_are_saved_without_pickle_and_reload(evaluated):
         assert 0.0 <= saved["probe"]["best_auroc"] <= 1.0 and saved["text_baseline"]["auroc"] is not None
         tensors = load_file(str(folder / "probe" / "probe.safetensors"))
         assert tensors["coef"].shape == (128,)  # the tiny model's hidden size
+    report = (out / "report.md").read_text()
+    assert set(result["probes"]) == {"mirage", "correct", "unanswerable"}
+    assert all(f"### {label}" in report for label in result["probes"])  # every probe label, fitted or skipped
+    # The evidence probe's label comes from the data, so it is always fitted; one AUROC per damage vs normal.
+    evidence = result["probes"]["unanswerable"]
+    preds = read_predictions(out / "predictions.jsonl")
+    assert evidence["probe"]["n"] == len(preds) and evidence["probe"]["n_positive"] == sum(
+        not p["answerable"] for p in preds)
+    damages = {p["condition"] + (f"/{p['corruption']}" if p["corruption"] else "") for p in preds} - {"normal"}
+    assert set(evidence["by_damage"]) == damages
+    assert evidence["by_damage"]["corrupted/blank"]["auroc"] is not None
 
 
 def test_evaluate_refuses_to_overwrite(evaluated, tiny_qwen, tiny_data):

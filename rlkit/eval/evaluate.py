@@ -171,9 +171,15 @@ def attention_entropy_summary(preds: list[dict], entropy: np.ndarray, n_image_to
 
 def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], out: Path,
            settings: EvalSettings, model_id: str) -> dict:
-    """Mirage and correctness probes per layer vs a text-only baseline on the same folds; weights saved."""
+    """Mirage, correctness and evidence probes per layer vs a text-only baseline on the same folds; weights saved.
+
+    The `unanswerable` probe reads the data's label (the image lost the evidence), not the model's behaviour: its
+    AUROC per damage says which damages the representation can tell from a clean image at all, i.e. where RL
+    can teach grounded abstention.
+    """
     from data_builders.contract import prompt_text
     from rlkit.eval.probes import (
+        by_damage_auroc,
         correct_labels,
         fit_difference_probes,
         fit_layer_probes,
@@ -186,8 +192,11 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
     groups = np.array([p["source_id"] for p in preds])
     texts = [prompt_text(row["prompt"]) for row in rows]
     blank_of = {p["source_id"]: i for i, p in enumerate(preds) if p["corruption"] == "blank"}
+    damages = [p["condition"] + (f"/{p['corruption']}" if p["corruption"] else "") for p in preds]
+    unanswerable = np.array([int(not p["answerable"]) for p in preds], dtype=np.int8)
     summaries = {}
-    for name, labels in (("mirage", mirage_labels(preds)), ("correct", correct_labels(preds))):
+    for name, labels in (("mirage", mirage_labels(preds)), ("correct", correct_labels(preds)),
+                         ("unanswerable", unanswerable)):
         keep = np.flatnonzero(labels >= 0)
         y, g = labels[keep], groups[keep]
         kw = {"n_splits": settings.probe_folds, "seed": settings.seed, "C": settings.probe_C, "label_name": name}
@@ -216,8 +225,9 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
                                                    labels[paired], groups[paired], **kw)
             except ValueError as err:
                 logger.warning("Skipping the %s difference probe: %s", name, err)
+        by_damage = by_damage_auroc(result.best_scores, y, [damages[i] for i in keep])
         summaries[name] = save_probe_results(out / "probes" / name, result, text_auroc, difference,
-                                             model_id=model_id, within_question=within)
+                                             model_id=model_id, within_question=within, by_damage=by_damage)
     return summaries
 
 
@@ -268,8 +278,7 @@ def evaluate(model_path: str, data: str | os.PathLike, out: str | os.PathLike, s
             if settings.attention_entropy:
                 entropy = attention_entropy_summary(preds, feats["attention_entropy"], feats["n_image_tokens"])
                 (tmp / "attention_entropy.json").write_text(json.dumps(entropy, allow_nan=False) + "\n")
-        mirage = probe_summaries.get("mirage")
-        write_report(tmp, metrics, mirage if mirage and "skipped" not in mirage else None, sc, entropy)
+        write_report(tmp, metrics, probe_summaries or None, sc, entropy)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

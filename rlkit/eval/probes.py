@@ -547,12 +547,38 @@ def load_probe(directory: str | Path) -> LinearProbe:
                        intercept=float(tensors["intercept"][0]), **fields)
 
 
+def by_damage_auroc(scores: np.ndarray, labels: np.ndarray, damages: Sequence[str],
+                    reference: str = "normal") -> dict[str, dict]:
+    """AUROC of `scores` on the `reference` rows plus the rows of one damage, for every other damage.
+
+    Tells which damages a probe (or the representation under it) separates from clean rows: a blank image may
+    be obvious while a swapped image is invisible. `{damage: {"auroc": value or None, "n": rows}}`; None when
+    the subset holds one class only.
+
+    Example:
+        >>> by_damage_auroc(np.array([0.1, 0.2, 0.9, 0.15]), np.array([0, 0, 1, 1]),
+        ...                 ["normal", "normal", "corrupted/blank", "mismatched/swap"])
+        {'corrupted/blank': {'auroc': 1.0, 'n': 3}, 'mismatched/swap': {'auroc': 0.5, 'n': 3}}
+    """
+    from sklearn.metrics import roc_auc_score
+
+    damages = np.asarray(damages)
+    out = {}
+    for damage in sorted(set(damages.tolist()) - {reference}):
+        m = (damages == reference) | (damages == damage)
+        two = len(np.unique(labels[m])) == 2
+        out[damage] = {"auroc": float(roc_auc_score(labels[m], scores[m])) if two else None, "n": int(m.sum())}
+    return out
+
+
 def summarize_probes(result: ProbeResult, text_auroc: float | None = None,
-                     difference: ProbeResult | None = None, within_question: dict | None = None) -> dict:
+                     difference: ProbeResult | None = None, within_question: dict | None = None,
+                     by_damage: dict | None = None) -> dict:
     """The `probes.json` summary that `rlkit.eval.report.write_report` reads as `probe_results`.
 
     `within_question` is `{"probe": auroc, "text": auroc, "pairs": n}` from `within_group_auroc` on the probe's
     best-layer and the text baseline's out-of-fold scores, grouped by `source_id` (None when not computed).
+    `by_damage` is `by_damage_auroc` of the best-layer out-of-fold scores (None when not computed).
     """
     return {
         "probe_format_version": PROBE_FORMAT_VERSION,
@@ -561,12 +587,14 @@ def summarize_probes(result: ProbeResult, text_auroc: float | None = None,
         "probe_minus_text": None if text_auroc is None else result.best_auroc - text_auroc,
         "difference_probe": None if difference is None else difference.to_dict(),
         "within_question": within_question,
+        "by_damage": by_damage,
     }
 
 
 def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: float | None = None,
                        difference: ProbeResult | None = None, model_id: str | None = None,
-                       model_hash: str | None = None, within_question: dict | None = None) -> dict:
+                       model_hash: str | None = None, within_question: dict | None = None,
+                       by_damage: dict | None = None) -> dict:
     """Write one probe folder (e.g. `probes/mirage/`): `probes.json`, `probe/` and `difference_probe/` if given.
 
     Returns:
@@ -577,6 +605,6 @@ def save_probe_results(out_dir: str | Path, result: ProbeResult, text_auroc: flo
     if difference is not None:
         save_probe(out_dir / "difference_probe", replace(difference.probe, model_id=model_id,
                                                           model_hash=model_hash))
-    summary = summarize_probes(result, text_auroc, difference, within_question)
+    summary = summarize_probes(result, text_auroc, difference, within_question, by_damage)
     (out_dir / "probes.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary

@@ -209,6 +209,14 @@ def _metrics_section(metrics: dict | None, out_dir: Path) -> list[str]:
     return lines + ["", "![behaviour per condition](conditions.png)", ""]
 
 
+_PROBE_MEANINGS = {
+    "mirage": "label 1: the model answered although the answer did not come from the image (docs/evaluation.md)",
+    "correct": "label 1: the greedy answer is correct",
+    "unanswerable": "label 1: the image lost the evidence (`answerable` is false): the data's label, not the "
+                    "model's behaviour; where this probe fails, no training can teach grounded abstention",
+}
+
+
 def _one_probe(label: str, summary: dict) -> list[str]:
     if not summary.get("probe"):
         return [f"### {label}", "", f"_Skipped: {summary.get('skipped', 'no probe fitted')}._", ""]
@@ -221,7 +229,8 @@ def _one_probe(label: str, summary: dict) -> list[str]:
     within = summary.get("within_question")  # absent in probes.json written before it existed
     probe_within = f"; within question {_fmt(within['probe'])}" if within else ""
     text_within = f"; within question {_fmt(within['text'])}" if within else ""
-    lines = [f"### {label}", "", intro, "",
+    meaning = f"{_PROBE_MEANINGS[label]}. " if label in _PROBE_MEANINGS else ""
+    lines = [f"### {label}", "", meaning + intro, "",
              f"- best layer: **{probe['best_layer']}**, AUROC {_fmt(probe['best_auroc'])}{probe_within}",
              f"- text-only baseline (TF-IDF + logistic regression, same folds): AUROC {_fmt(text_auroc)}{text_within}",
              f"- probe minus text: {_fmt(summary.get('probe_minus_text'))}"]
@@ -231,6 +240,11 @@ def _one_probe(label: str, summary: dict) -> list[str]:
     if diff:
         lines.append(f"- difference probe h(image) - h(blank): best layer {diff['best_layer']}, "
                      f"AUROC {_fmt(diff['best_auroc'])} ({diff['n']} rows)")
+    if summary.get("by_damage"):
+        lines += ["", "AUROC of the best layer's out-of-fold scores on the normal rows plus one damage's rows "
+                  "(which damages the probe tells from a clean image):", "", "| damage | rows | AUROC |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {v['n']} | {_fmt(v['auroc'])} |" for name, v in summary["by_damage"].items()]
     diff_by_layer = dict(zip(diff["layers"], diff["auroc"], strict=True)) if diff else {}
     header = "| layer | probe AUROC |" + (" difference AUROC |" if diff else "")
     lines += ["", header, "|---|---|" + ("---|" if diff else "")]
