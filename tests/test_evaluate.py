@@ -63,6 +63,7 @@ def test_probes_are_saved_without_pickle_and_reload(evaluated):
     damages = {p["condition"] + (f"/{p['corruption']}" if p["corruption"] else "") for p in preds} - {"normal"}
     assert set(evidence["by_damage"]) == damages
     assert evidence["by_damage"]["corrupted/blank"]["auroc"] is not None
+    assert evidence["difference_probe"] is None and not (out / "probes" / "unanswerable" / "difference_probe").exists()
 
 
 def test_evaluate_refuses_to_overwrite(evaluated, tiny_qwen, tiny_data):

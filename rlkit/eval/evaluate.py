@@ -214,11 +214,13 @@ def probes(rows: list[dict], preds: list[dict], feats: dict[str, np.ndarray], ou
         probe_within, pairs = within_group_auroc(result.best_scores, y, same_prompt)
         within = {"probe": probe_within, "text": within_group_auroc(text_scores, y, same_prompt)[0], "pairs": pairs}
         # h(image) - h(blank image) for the same prompt: blank rows themselves are left out (h(blank) - h(blank) = 0
-        # would give them away), and so are text-interference rows, whose prompt is not the blank row's.
-        paired = np.array([i for i in keep if groups[i] in blank_of and preds[i]["corruption"] != "blank"
-                           and preds[i]["condition"] != "text_interference"])
+        # would give them away), and so are text-interference rows, whose prompt is not the blank row's. Not for the
+        # evidence probe: whether the image lost the evidence is a question about the image alone.
+        paired = [] if name == "unanswerable" else [
+            i for i in keep if groups[i] in blank_of and preds[i]["corruption"] != "blank"
+            and preds[i]["condition"] != "text_interference"]
         difference = None
-        if len(paired):
+        if paired:
             blank_rows = [blank_of[groups[i]] for i in paired]
             try:
                 difference = fit_difference_probes(feats["last_token"][paired], feats["last_token"][blank_rows],
