@@ -11,7 +11,7 @@ an evaluation on the same eval split. Layout under `out_dir`:
     sft/                             the base model (+ run.json)
     base/eval/                       its evaluation
     <arm>-<reward>/seed<k>/          model/, eval/, run.json (recipe, config hash, data fingerprint, versions)
-    results.json, results.md, results.png
+    results.json, results.md, results.png, results_by_damage.png
 
 Resumable: a finished run is skipped, an interrupted one resumes from its last checkpoint, and a run whose
 recipe changed is refused unless `--overwrite`.

@@ -50,11 +50,13 @@ def _ablate(args: argparse.Namespace) -> int:
     from rlkit.ablation import main as ablate
 
     results = ablate(args.recipe, overwrite=args.overwrite)
-    from rlkit.aggregate import results_table
+    from rlkit.aggregate import damage_table, results_table
 
     print(results_table(results))
-    print(f"\nwall time {results['wall_time_s'] / 60:.1f} min; results.md, results.json and results.png are in "
-          f"{results['out_dir']}")
+    print()
+    print(damage_table(results))
+    print(f"\nwall time {results['wall_time_s'] / 60:.1f} min; results.md, results.json, results.png and "
+          f"results_by_damage.png are in {results['out_dir']}")
     return 0
 
 

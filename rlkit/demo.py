@@ -43,7 +43,7 @@ def headline(results: dict) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     from rlkit.ablation import Ablation, load_ablation
-    from rlkit.aggregate import results_table
+    from rlkit.aggregate import damage_table, results_table
 
     config = load_ablation(RECIPE)
     if args.cache != ".cache":
@@ -52,9 +52,11 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(results_table(results))
     print()
+    print(damage_table(results))
+    print()
     for line in headline(results):
         print("  " + line)
     print(f"\nwall time {results['wall_time_s'] / 60:.1f} min. Table: {config.out_dir}/results.md, "
-          f"plots: {config.out_dir}/results.png, "
+          f"plots: {config.out_dir}/results.png and results_by_damage.png, "
           f"per-run reports: {config.out_dir}/<arm>-<reward>/seed<k>/eval/report.md")
     return 0

@@ -81,6 +81,17 @@ def test_layout_manifests_and_aggregate(ablations):
     stored = json.loads((out / "results.json").read_text())
     assert "base" in json.dumps(stored) and "mixed-groundedness" in json.dumps(stored)
     assert "mixed-groundedness" in (out / "results.md").read_text()
+    # abstention per damage: the per-seed values are each run's own metrics, clean images under "normal"
+    by_damage = stored["abstention_by_damage"]
+    assert set(by_damage) == {"base", "mixed-groundedness"}
+    per_seed = [json.loads((out / f"mixed-groundedness/seed{s}/eval/metrics.json").read_text()) for s in (0, 1)]
+    assert by_damage["mixed-groundedness"]["normal"]["values"] == [
+        m["by_condition"]["normal"]["over_abstention"]["value"] for m in per_seed]
+    assert by_damage["mixed-groundedness"]["corrupted/blank"]["values"] == [
+        m["by_corruption"]["blank"]["abstention_unanswerable"]["value"] for m in per_seed]
+    assert "corrupted/noise" not in by_damage["base"]  # noise keeps the evidence: no unanswerable rows
+    assert "Abstention rate per damage" in (out / "results.md").read_text()
+    assert (out / "results_by_damage.png").is_file()
 
 
 def test_same_recipe_and_seed_reproduce_data_and_metrics(ablations):
