@@ -1,0 +1,50 @@
+"""The evaluation and data-builder benchmarks run end to end on tiny sizes and print their tables; no timing is
+asserted, only what must hold whatever the machine (batched greedy equals per-sample greedy, every figure > 0)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _rows(text: str, first_cell: str) -> list[list[str]]:
+    """Table rows whose first cell starts with `first_cell`, as lists of stripped cells."""
+    lines = [line.strip().strip("|") for line in text.splitlines() if line.startswith("|")]
+    rows = ([c.strip() for c in line.split("|")] for line in lines)
+    return [cells for cells in rows if cells[0].startswith(first_cell)]
+
+
+def test_bench_eval_prints_its_three_tables(tmp_path):
+    out = _run("bench_eval.py", "--cache", str(tmp_path), "--sources", "4", "--rows", "8", "--batch-sizes", "4",
+               "--repeats", "1", "--max-new-tokens", "4")
+    for header in ("**(a) greedy generation**", "**(b) hidden_features**", "**(c) evaluate() stages**"):
+        assert header in out
+    (batched,) = _rows(out, "4")[:1]
+    assert batched[-1] == "8/8"  # batching (left padding) must not change a single greedy completion
+    assert float(batched[1]) > 0 and batched[2].endswith("x")
+    stages = {r[0]: float(r[1]) for r in _rows(out.split("**(c)")[1], "") if r[0] not in ("stage", "---")}
+    assert list(stages)[:2] == ["generate (greedy, batched)", "metrics (bootstrap)"]
+    assert "probes (5-fold, 3 labels)" in stages and stages["total"] > 0
+
+
+def test_bench_data_builders_prints_rates_against_the_floor():
+    out = _run("bench_data_builders.py", "--image-sizes", "64", "--sources", "4", "--scale", "1", "--repeats", "1")
+    assert "**64 px images**" in out
+    damages = _rows(out, "per damage")
+    assert {r[1] for r in damages} >= {"normal (scene + render)", "blank@1", "swap", "misleading_hint"}
+    full = _rows(out, "full build")
+    assert [r[1] for r in full] == ["num_proc=1", "num_proc=2"]
+    assert full[0][2] == full[1][2]  # both pool sizes build the same rows
+    for row in damages + full:
+        build, floor = (float(v.replace(",", "")) for v in row[3:5])
+        assert build > 0 and floor > 0 and row[5].endswith("%")
