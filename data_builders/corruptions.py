@@ -96,9 +96,10 @@ def _thumbnail(image: Image.Image, params: dict[str, Any], ctx: Context | None =
     small = image.resize(small_size(image.size, params["side"]), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=params["quality"])
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB").resize(image.size, Image.Resampling.BILINEAR)
+    # PIL's JPEG decoder run directly on the bytes: the same pixels as Image.open(...).convert("RGB") (tested),
+    # without the file parsing that costs ~0.1 ms an image (more than the decoding at 64 px)
+    decoded = Image.frombytes("RGB", small.size, buffer.getvalue(), "jpeg", "RGB", "")
+    return decoded.resize(image.size, Image.Resampling.BILINEAR)
 
 
 # ---- occlude_key --------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Corruptions: pure, seeded, reproducible from params, severity maps to the documented parameters."""
 
+import io
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from data_builders import corruptions
-from data_builders.corruptions import Context, corrupt, reapply
+from data_builders.corruptions import Context, corrupt, reapply, small_size
 
 
 def scene_image(size=64):
@@ -45,6 +47,19 @@ def test_severity_to_parameters():
     assert corrupt("thumbnail", image, rng, 1.0)[1] == {"side": 6, "quality": 5}
     blank, params = corrupt("blank", image, rng, 1.0, Context(blank_color=(1, 2, 3)))
     assert params == {"color": [1, 2, 3]} and colors(blank) == {(1, 2, 3)}
+
+
+@pytest.mark.parametrize("size,severity", [(64, 0.5), (64, 1.0), (224, 0.3), (97, 0.8)])
+def test_thumbnail_equals_a_jpeg_file_round_trip(size, severity):
+    """The direct JPEG decode gives the pixels a saved-and-reopened JPEG file gives."""
+    image = scene_image(size)
+    out, params = corrupt("thumbnail", image, None, severity)
+    small = image.resize(small_size(image.size, params["side"]), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=params["quality"])
+    with Image.open(io.BytesIO(buffer.getvalue())) as reopened:
+        expected = reopened.convert("RGB").resize(image.size, Image.Resampling.BILINEAR)
+    assert out.tobytes() == expected.tobytes()
 
 
 def test_stronger_blur_moves_further_from_the_original():
