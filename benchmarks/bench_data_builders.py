@@ -8,9 +8,10 @@ The floor of a set of rows is the time to just decode their stored PNGs (PIL) an
 build's PNG encoder (``images.encode_png``): the least any build of those images must spend. Per damage, the
 build time is making the damaged row (corrupt + label + params) and encoding it; the full build is
 ``build()`` end to end (scene generation, all rows, writing the save_to_disk layout, reload + validation,
-manifest), run at
-num_proc 1 and 2, against the floor over all its rows at the same number of processes. Each figure is the best
-of ``--repeats`` runs (the machine may be shared). CPU time of other processes is not controlled.
+manifest), run at num_proc 1 and 2, against the floor over all its rows at the same number of processes.
+After one untimed warm-up, each of ``--repeats`` rounds times the build and then the floor on the same rows: the
+rates are the best rounds, build / floor is the median of the rounds' ratios (the machine may be shared; a
+round's two runs see the same load). CPU time of other processes is not controlled.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import io
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,8 +82,24 @@ def floor_rate(blobs: list[bytes], num_proc: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, float]]:
-    """(damage, rows, build rows/s, floor rows/s) for the normal rows and each damage."""
+def paired(run: Callable[[], tuple[Any, ...]], floor: Callable[[], float],
+           repeats: int) -> tuple[float, float, float]:
+    """(best build rows/s, best floor rows/s, median of the per-round build / floor ratios).
+
+    Each round times ``run`` (rows, seconds, ...) and then ``floor`` (rows/s) on the same rows, so both see the same
+    machine load; the median of the rounds' ratios is robust to a shared machine speeding up or slowing down.
+    """
+    builds, floors = [], []
+    for _ in range(repeats):
+        rows, seconds = run()[:2]
+        builds.append(rows / seconds if rows else 0.0)
+        floors.append(floor())
+    ratios = [b / f for b, f in zip(builds, floors) if f]
+    return max(builds), max(floors), statistics.median(ratios) if ratios else 0.0
+
+
+def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, float, float]]:
+    """(damage, rows, build rows/s, floor rows/s, build / floor) for the normal rows and each damage."""
     source = open_source(cfg)
     planner = Planner(cfg, source)
     items = [source.item("eval", i) for i in range(sources)]
@@ -90,7 +110,8 @@ def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, f
         for i in range(sources):
             item = source.item("eval", i)
             planner._add(out, planner._row(item, item.image, item.question, "normal", "", 0.0, True, "", [], {}))
-        return len(out.rows), time.perf_counter() - start, [r["image"]["bytes"] for r in out.rows]
+        seconds = time.perf_counter() - start
+        return len(out.rows), seconds, [r["image"]["bytes"] for r in out.rows]
 
     def damaged(damage) -> tuple[int, float, list[bytes]]:
         out = SourceRows()
@@ -98,54 +119,48 @@ def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, f
         for item in items:
             with contextlib.suppress(NotApplicable):
                 planner._add(out, planner.damaged(item, damage, []))
-        return len(out.rows), time.perf_counter() - start, [r["image"]["bytes"] for r in out.rows]
+        seconds = time.perf_counter() - start
+        return len(out.rows), seconds, [r["image"]["bytes"] for r in out.rows]
 
     results = []
-    for label, run in [("normal (scene + render)", normal)] + [(d.label, lambda d=d: damaged(d))
-                                                               for d in damages(cfg)]:
-        rates, blobs, rows = [], [], 0
-        for _ in range(repeats):
-            rows, seconds, blobs = run()
-            rates.append(rows / seconds if rows else 0.0)
-        floor = max(floor_rate(blobs, 1) for _ in range(repeats))
-        results.append((label, rows, max(rates), floor))
+    for label, make in [("normal (scene + render)", normal)] + [(d.label, lambda d=d: damaged(d))
+                                                                for d in damages(cfg)]:
+        blobs = make()[2]  # warm-up (caches, first imports); its images are the floor's
+        build, floor, ratio = paired(make, lambda blobs=blobs: floor_rate(blobs, 1), repeats)
+        results.append((label, len(blobs), build, floor, ratio))
     return results
 
 
-def full_build(cfg, num_proc: int, repeats: int) -> tuple[int, float, float]:
-    """(rows, build rows/s, floor rows/s) of a whole build at ``num_proc``."""
+def full_build(cfg, num_proc: int, repeats: int) -> tuple[int, float, float, float]:
+    """(rows, build rows/s, floor rows/s, build / floor) of a whole build at ``num_proc``."""
     import datasets
 
-    rates, blobs, rows = [], [], 0
-    for _ in range(repeats):
+    with tempfile.TemporaryDirectory() as tmp:
+        build(cfg, os.path.join(tmp, "data"), num_proc=num_proc)  # warm-up; its images are the floor's
+        built = datasets.load_from_disk(os.path.join(tmp, "data"))
+        blobs = [img["bytes"] for split in ("train", "eval")
+                 for img in built[split].cast_column("image", datasets.Image(decode=False))["image"]]
+
+    def run() -> tuple[int, float]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             manifest = build(cfg, os.path.join(tmp, "data"), num_proc=num_proc)
             seconds = time.perf_counter() - start
-            rows = manifest["counts"]["train"]["rows"] + manifest["counts"]["eval"]["rows"]
-            rates.append(rows / seconds)
-            if not blobs:
-                built = datasets.load_from_disk(os.path.join(tmp, "data"))
-                blobs = [img["bytes"] for split in ("train", "eval")
-                         for img in built[split].cast_column("image", datasets.Image(decode=False))["image"]]
-    return rows, max(rates), max(floor_rate(blobs, num_proc) for _ in range(repeats))
+        return manifest["counts"]["train"]["rows"] + manifest["counts"]["eval"]["rows"], seconds
+
+    return (len(blobs), *paired(run, lambda: floor_rate(blobs, num_proc), repeats))
 
 
-def _ratio(rate: float, floor: float) -> str:
-    return f"{rate / floor:.0%}" if floor else "-"
-
-
-def table(cfg, damage_rows, builds: dict[str, dict[int, tuple[int, float, float]]], repeats: int) -> str:
+def table(cfg, damage_rows, builds: dict[str, dict[int, tuple[int, float, float, float]]], rounds: str) -> str:
     header = (f"**{cfg.synthetic.image_size} px images** (per damage: {damage_rows[0][1]} eval source questions; "
-              f"full build: train_sources={cfg.train_sources}, eval_sources={cfg.eval_sources}; best of {repeats})")
+              f"full build: train_sources={cfg.train_sources}, eval_sources={cfg.eval_sources}; {rounds})")
     lines = [header, "", "| scope | what | rows | build rows/s | floor rows/s | build / floor |",
              "|---|---|---:|---:|---:|---:|"]
-    for label, rows, rate, floor in damage_rows:
-        lines.append(f"| per damage | {label} | {rows} | {rate:,.0f} | {floor:,.0f} | {_ratio(rate, floor)} |")
+    for label, rows, rate, floor, ratio in damage_rows:
+        lines.append(f"| per damage | {label} | {rows} | {rate:,.0f} | {floor:,.0f} | {ratio:.0%} |")
     for scope, results in builds.items():
-        for num_proc, (rows, rate, floor) in results.items():
-            lines.append(f"| {scope} | num_proc={num_proc} | {rows} | {rate:,.0f} | {floor:,.0f} | "
-                         f"{_ratio(rate, floor)} |")
+        for num_proc, (rows, rate, floor, ratio) in results.items():
+            lines.append(f"| {scope} | num_proc={num_proc} | {rows} | {rate:,.0f} | {floor:,.0f} | {ratio:.0%} |")
     return "\n".join(lines)
 
 
@@ -172,13 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         with single_threaded_blas():  # as build() does
             damage_rows = per_damage(cfg, min(args.sources, cfg.eval_sources), args.repeats)
         builds = {"full build": {n: full_build(cfg, n, args.repeats) for n in (1, 2)}}
+        rounds = f"{args.repeats} rounds"
         if args.scale > 1:
             big = load_config(args.config)
             big.synthetic.image_size = size
             big.train_sources, big.eval_sources = cfg.train_sources * args.scale, cfg.eval_sources * args.scale
-            builds[f"full build, {args.scale}x sources"] = {n: full_build(big, n, max(1, args.repeats - 1))
-                                                           for n in (1, 2)}
-        texts.append(table(cfg, damage_rows, builds, args.repeats))
+            big_rounds = max(1, args.repeats - 1)
+            builds[f"full build, {args.scale}x sources"] = {n: full_build(big, n, big_rounds) for n in (1, 2)}
+            rounds += f", {big_rounds} for the {args.scale}x build"
+        texts.append(table(cfg, damage_rows, builds, rounds))
         print(texts[-1], flush=True)
     if args.write_docs:
         command = "python benchmarks/bench_data_builders.py " + " ".join(argv or sys.argv[1:])
