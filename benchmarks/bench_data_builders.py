@@ -43,15 +43,18 @@ from data_builders.sources import NotApplicable, open_source
 SECTION = "## Data builders"
 READING = (
     "How to read it: the floor is decoding each stored PNG and encoding it again with the build's encoder, the "
-    "least any build of those images must spend. It leaves out the work the build exists for (drawing the scene, "
-    "corrupting it, computing the exact label), so rows whose damage is cheap (blank, hints, occlusion) come "
-    "close to it, while rows whose corruption alone costs more than a PNG round trip (Gaussian blur, JPEG "
-    "thumbnail, noise, which is also incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the "
-    "fixed Python cost per row dominates (scene, label, digest, Arrow: ~0.3 ms a row beyond the encode), so "
-    "64 px builds stay at a third to a half of the floor; at 224 px the image work does (PIL's Gaussian blur "
-    "alone takes 2-3 ms a 224 px image, more than a PNG round trip). num_proc=2 includes starting the spawned workers "
-    "(~0.5 s: they import data_builders, not datasets) and runs on 2 cores shared with other jobs; the floor at "
-    "num_proc=2 runs in the same kind of pool."
+    'least any build of those images must spend. It leaves out the work the build exists for (drawing the scene, '
+    'corrupting it, computing the exact label, the row and its digest), so rows whose damage is cheap (a flat '
+    'blank image; a hint, whose image the normal row already encoded) reach or pass it, while rows whose '
+    'corruption alone costs about a PNG round trip or more (Gaussian blur, JPEG thumbnail, noise, which is also '
+    'incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the Python work per row (scene, label, '
+    "params, digest, Arrow, validation) is most of a full build's ~0.65 ms a row and 64 px builds stay at a third "
+    "to a half of the floor; at 224 px the pixel work weighs more (PIL's Gaussian blur alone takes ~3 ms a 224 px "
+    'image, more than a PNG round trip) and full builds reach 55-60%. Each round times a build and then the floor '
+    "on the same rows, and build / floor is the median of the rounds' ratios: this machine's speed drifts by tens "
+    'of percent within minutes, so rates from different rounds do not compare. num_proc=2 includes starting the '
+    'spawned workers (~0.5 s: they import data_builders, not datasets) and runs on 2 cores shared with other '
+    'jobs; the floor at num_proc=2 runs in the same kind of pool.'
 )
 
 
