@@ -2,7 +2,11 @@
 
     .venv/bin/python benchmarks/bench_data_builders.py                      # tiny recipe, prints a table
     .venv/bin/python benchmarks/bench_data_builders.py --write-docs         # also updates docs/benchmarks.md
-    .venv/bin/python benchmarks/bench_data_builders.py --image-size 224     # the same at 224 px
+    .venv/bin/python benchmarks/bench_data_builders.py --image-sizes 224    # synthetic scenes at 224 px only
+    .venv/bin/python benchmarks/bench_data_builders.py --disk-images 0      # no on-disk source
+
+Two sources, the same conditions (the config's): synthetic scenes at each ``--image-sizes``, and an on-disk JSONL
+of ``--disk-images`` photo-sized JPEGs (``photo_dataset``: what a COCO-style VQA dataset costs to read).
 
 The floor of a set of rows is the time to just decode their stored PNGs (PIL) and encode them again with the
 build's PNG encoder (``images.encode_png``): the least any build of those images must spend. Per damage, the
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import multiprocessing
 import os
 import platform
@@ -32,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 from PIL import Image
 
 from benchmarks.docs_section import write_section
@@ -50,9 +56,12 @@ READING = (
     'incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the Python work per row (scene, label, '
     "params, digest, Arrow, validation) is most of a full build's ~0.65 ms a row and 64 px builds stay at a third "
     "to a half of the floor; at 224 px the pixel work weighs more (PIL's Gaussian blur alone takes ~3 ms a 224 px "
-    'image, more than a PNG round trip) and full builds reach 55-60%. Each round times a build and then the floor '
-    "on the same rows, and build / floor is the median of the rounds' ratios: this machine's speed drifts by tens "
-    'of percent within minutes, so rates from different rounds do not compare. num_proc=2 includes starting the '
+    'image, more than a PNG round trip) and full builds reach 55-60%. On the on-disk source with photo-sized '
+    'images (640x480) the pixel work (decoding a JPEG, the corruption, encoding a PNG) dwarfs the per-row Python, '
+    'and a full build runs at about the floor: it decodes a JPEG where the floor decodes a PNG, and its '
+    'text-interference rows reuse an image already encoded. Each round times a build and then the floor on the '
+    "same rows, and build / floor is the median of the rounds' ratios: this machine's speed drifts by tens of "
+    'percent within minutes, so rates from different rounds do not compare. num_proc=2 includes starting the '
     'spawned workers (~0.5 s: they import data_builders, not datasets) and runs on 2 cores shared with other '
     'jobs; the floor at num_proc=2 runs in the same kind of pool.'
 )
@@ -126,8 +135,8 @@ def per_damage(cfg, sources: int, repeats: int) -> list[tuple[str, int, float, f
         return len(out.rows), seconds, [r["image"]["bytes"] for r in out.rows]
 
     results = []
-    for label, make in [("normal (scene + render)", normal)] + [(d.label, lambda d=d: damaged(d))
-                                                                for d in damages(cfg)]:
+    making = "scene + render" if cfg.source == "synthetic" else "read + decode"
+    for label, make in [(f"normal ({making})", normal)] + [(d.label, lambda d=d: damaged(d)) for d in damages(cfg)]:
         blobs = make()[2]  # warm-up (caches, first imports); its images are the floor's
         build, floor, ratio = paired(make, lambda blobs=blobs: floor_rate(blobs, 1), repeats)
         results.append((label, len(blobs), build, floor, ratio))
@@ -154,9 +163,38 @@ def full_build(cfg, num_proc: int, repeats: int) -> tuple[int, float, float, flo
     return (len(blobs), *paired(run, lambda: floor_rate(blobs, num_proc), repeats))
 
 
-def table(cfg, damage_rows, builds: dict[str, dict[int, tuple[int, float, float, float]]], rounds: str) -> str:
-    header = (f"**{cfg.synthetic.image_size} px images** (per damage: {damage_rows[0][1]} eval source questions; "
-              f"full build: train_sources={cfg.train_sources}, eval_sources={cfg.eval_sources}; {rounds})")
+PHOTO_COLORS = ("red", "green", "blue", "yellow", "white", "black")
+
+
+def photo_dataset(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> Path:
+    """``count`` photo-sized JPEGs (quality 90) and a JSONL of colour questions: a stand-in for COCO-style VQA data.
+
+    Each image is a smooth random field (a 1/16-scale random image upscaled bicubically) plus fine noise, so it
+    compresses roughly like a photo (PNG at level 1 ~0.7x the raw pixels, JPEG ~0.1x): the encode cost depends on it.
+    """
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    width, height = size
+    lines = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+        smooth = np.asarray(Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC), np.int16)
+        pixels = np.clip(smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.jpg", quality=90)
+        answer = PHOTO_COLORS[int(rng.integers(len(PHOTO_COLORS)))]
+        lines.append(json.dumps({"img": f"img{i}.jpg", "q": "What color is the big car?", "a": answer}))
+    (folder / "data.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "data.jsonl"
+
+
+def disk_config(base: str, jsonl: Path, count: int):
+    """The recipe's conditions on an on-disk source: a tenth of the rows for eval, the rest for train."""
+    disk = {"path": str(jsonl), "columns": {"image": "img", "question": "q", "answer": "a"}}
+    return load_config({**load_config(base).to_dict(), "source": "disk", "disk": disk,
+                        "eval_sources": max(1, count // 10), "train_sources": None})
+
+
+def table(header: str, damage_rows, builds: dict[str, dict[int, tuple[int, float, float, float]]]) -> str:
     lines = [header, "", "| scope | what | rows | build rows/s | floor rows/s | build / floor |",
              "|---|---|---:|---:|---:|---:|"]
     for label, rows, rate, floor, ratio in damage_rows:
@@ -179,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=100, help="eval source questions for the per-damage rows")
     parser.add_argument("--scale", type=int, default=4, help="also build with N x the sources (num_proc scaling)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--disk-images", type=int, default=200,
+                        help="also build an on-disk source of this many photo-sized JPEGs (0: skip)")
+    parser.add_argument("--disk-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
     args = parser.parse_args(argv)
-    intro = (f"Synthetic source (the tiny recipe, `{args.config}`); {platform.machine()}, {os.cpu_count()} CPUs "
-             f"shared with other jobs, Python {platform.python_version()}, Pillow {Image.__version__}.")
+    intro = (f"Conditions of `{args.config}` (the tiny recipe) on its synthetic scenes and on an on-disk source; "
+             f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, Python {platform.python_version()}, "
+             f"Pillow {Image.__version__}.")
     texts = [intro, READING]
     for size in args.image_sizes:
         cfg = load_config(args.config)
@@ -198,7 +240,22 @@ def main(argv: list[str] | None = None) -> int:
             big_rounds = max(1, args.repeats - 1)
             builds[f"full build, {args.scale}x sources"] = {n: full_build(big, n, big_rounds) for n in (1, 2)}
             rounds += f", {big_rounds} for the {args.scale}x build"
-        texts.append(table(cfg, damage_rows, builds, rounds))
+        header = (f"**{size} px images** (per damage: {damage_rows[0][1]} eval source questions; full build: "
+                  f"train_sources={cfg.train_sources}, eval_sources={cfg.eval_sources}; {rounds})")
+        texts.append(table(header, damage_rows, builds))
+        print(texts[-1], flush=True)
+    if args.disk_images:
+        with tempfile.TemporaryDirectory() as tmp:
+            width, height = args.disk_size
+            cfg = disk_config(args.config, photo_dataset(Path(tmp) / "photos", args.disk_images, (width, height)),
+                              args.disk_images)
+            with single_threaded_blas():
+                damage_rows = per_damage(cfg, cfg.eval_sources, args.repeats)
+            builds = {"full build": {n: full_build(cfg, n, args.repeats) for n in (1, 2)}}
+        header = (f"**On-disk source, {width}x{height} JPEGs** (`source: disk`, {args.disk_images} photo-like images "
+                  f"from `photo_dataset`; per damage: {damage_rows[0][1]} eval source questions; full build: "
+                  f"eval_sources={cfg.eval_sources}, the rest train; {args.repeats} rounds)")
+        texts.append(table(header, damage_rows, builds))
         print(texts[-1], flush=True)
     if args.write_docs:
         command = "python benchmarks/bench_data_builders.py " + " ".join(argv or sys.argv[1:])

@@ -38,13 +38,17 @@ def test_bench_eval_prints_its_three_tables(tmp_path):
 
 
 def test_bench_data_builders_prints_rates_against_the_floor():
-    out = _run("bench_data_builders.py", "--image-sizes", "64", "--sources", "4", "--scale", "1", "--repeats", "1")
-    assert "**64 px images**" in out
-    damages = _rows(out, "per damage")
-    assert {r[1] for r in damages} >= {"normal (scene + render)", "blank@1", "swap", "misleading_hint"}
-    full = _rows(out, "full build")
-    assert [r[1] for r in full] == ["num_proc=1", "num_proc=2"]
-    assert full[0][2] == full[1][2]  # both pool sizes build the same rows
-    for row in damages + full:
-        build, floor = (float(v.replace(",", "")) for v in row[3:5])
-        assert build > 0 and floor > 0 and row[5].endswith("%")
+    out = _run("bench_data_builders.py", "--image-sizes", "64", "--sources", "4", "--scale", "1", "--repeats", "1",
+               "--disk-images", "20", "--disk-size", "96", "64")
+    synthetic, disk = out.split("**On-disk source, 96x64 JPEGs**")
+    assert "**64 px images**" in synthetic
+    for text, normal in ((synthetic, "normal (scene + render)"), (disk, "normal (read + decode)")):
+        damages = _rows(text, "per damage")
+        assert {r[1] for r in damages} >= {normal, "blank@1", "swap", "misleading_hint"}
+        full = _rows(text, "full build")
+        assert [r[1] for r in full] == ["num_proc=1", "num_proc=2"]
+        assert full[0][2] == full[1][2]  # both pool sizes build the same rows
+        for row in damages + full:
+            build, floor = (float(v.replace(",", "")) for v in row[3:5])
+            assert build > 0 and floor > 0 and row[5].endswith("%")
+    assert _rows(disk, "per damage")[0][2] == "2"  # eval_sources: a tenth of the 20 images
