@@ -194,6 +194,13 @@ def disk_config(base: str, jsonl: Path, count: int):
                         "eval_sources": max(1, count // 10), "train_sources": None})
 
 
+def measure(cfg, sources: int, repeats: int) -> tuple[list, dict[str, dict[int, tuple[int, float, float, float]]]]:
+    """The per-damage rows and the full builds at num_proc 1 and 2 of one config."""
+    with single_threaded_blas():  # as build() does
+        damage_rows = per_damage(cfg, sources, repeats)
+    return damage_rows, {"full build": {n: full_build(cfg, n, repeats) for n in (1, 2)}}
+
+
 def table(header: str, damage_rows, builds: dict[str, dict[int, tuple[int, float, float, float]]]) -> str:
     lines = [header, "", "| scope | what | rows | build rows/s | floor rows/s | build / floor |",
              "|---|---|---:|---:|---:|---:|"]
@@ -229,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.image_sizes:
         cfg = load_config(args.config)
         cfg.synthetic.image_size = size
-        with single_threaded_blas():  # as build() does
-            damage_rows = per_damage(cfg, min(args.sources, cfg.eval_sources), args.repeats)
-        builds = {"full build": {n: full_build(cfg, n, args.repeats) for n in (1, 2)}}
+        damage_rows, builds = measure(cfg, min(args.sources, cfg.eval_sources), args.repeats)
         rounds = f"{args.repeats} rounds"
         if args.scale > 1:
             big = load_config(args.config)
@@ -249,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             width, height = args.disk_size
             cfg = disk_config(args.config, photo_dataset(Path(tmp) / "photos", args.disk_images, (width, height)),
                               args.disk_images)
-            with single_threaded_blas():
-                damage_rows = per_damage(cfg, cfg.eval_sources, args.repeats)
-            builds = {"full build": {n: full_build(cfg, n, args.repeats) for n in (1, 2)}}
+            damage_rows, builds = measure(cfg, cfg.eval_sources, args.repeats)
         header = (f"**On-disk source, {width}x{height} JPEGs** (`source: disk`, {args.disk_images} photo-like images "
                   f"from `photo_dataset`; per damage: {damage_rows[0][1]} eval source questions; full build: "
                   f"eval_sources={cfg.eval_sources}, the rest train; {args.repeats} rounds)")
