@@ -52,3 +52,28 @@ def test_bench_data_builders_prints_rates_against_the_floor():
             build, floor = (float(v.replace(",", "")) for v in row[3:5])
             assert build > 0 and floor > 0 and row[5].endswith("%")
     assert _rows(disk, "per damage")[0][2] == "2"  # eval_sources: a tenth of the 20 images
+
+
+def test_bench_gpu_launches_the_users_command_and_its_cpu_dry_run_drops_bf16(tmp_path):
+    from benchmarks import bench_gpu
+
+    qlora = next(spec for spec in bench_gpu.SPECS if "QLoRA" in spec.name)
+    on_gpu = bench_gpu.command(qlora, tmp_path / "run", tmp_path, 40, cpu=False)
+    assert on_gpu[1:5] == ["-m", "accelerate.commands.launch", "--config_file",
+                           str(ROOT / "accelerate_configs" / "single_gpu.yaml")]
+    assert on_gpu[5:8] == ["-m", "rlkit.train.grpo", "--config"]
+    flags = dict(zip(on_gpu[9::2], on_gpu[10::2]))
+    assert flags["--model_name_or_path"] == str(tmp_path / "sft") and flags["--max_steps"] == "40"
+    assert flags["--bf16"] == flags["--load_in_4bit"] == flags["--use_peft"] == "true"
+    dry = bench_gpu.command(qlora, tmp_path / "run", tmp_path, 2, cpu=True)
+    assert dry[4:8] == [str(ROOT / "accelerate_configs" / "single_gpu.yaml"), "--cpu", "--mixed_precision", "no"]
+    assert dict(zip(dry[12::2], dry[13::2]))["--bf16"] == "false"
+    fp32 = next(spec for spec in bench_gpu.SPECS if spec.name == "GRPO, fp32")
+    assert bench_gpu.command(fp32, tmp_path / "run", tmp_path, 2, cpu=True).count("--mixed_precision") == 1
+
+
+def test_bench_gpu_refuses_to_run_without_a_gpu_unless_asked_for_a_dry_run():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "no CUDA device" in done.stderr and "--cpu" in done.stderr

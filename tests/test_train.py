@@ -190,6 +190,15 @@ def test_sft_changes_the_weights(sft_model, tiny_qwen):
     assert processor.chat_template and processor.image_processor is not None
 
 
+def test_a_run_records_its_speed_precision_and_peak_memory(sft_model):
+    results = json.loads((sft_model / "train_results.json").read_text())
+    state = json.loads((sft_model / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and results["train_runtime"] > 0
+    assert results["mixed_precision"] == "no"  # cpu.yaml and the recipe's bf16: false
+    assert 0.1 < results["peak_rss_gib"] < 24  # this process's ru_maxrss, in GiB
+    assert "peak_gpu_allocated_gib" not in results  # only written when CUDA ran
+
+
 @pytest.mark.parametrize("arm", ARMS)
 @pytest.mark.parametrize("reward", ["accuracy", "groundedness"])
 def test_grpo_runs_each_arm_and_reward_from_its_recipe(arm, reward, sft_model, tiny_data, tmp_path):
@@ -236,6 +245,7 @@ def test_grpo_under_deepspeed_zero2_on_cpu(sft_model, tiny_data, tmp_path):
             extra_launch=("--cpu", "--num_processes", "1", "--mixed_precision", "no"))
     before, after = _weights(sft_model), _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "train_results.json").read_text())["mixed_precision"] == "no"
 
 
 def test_grpo_resumes_from_its_last_checkpoint(sft_model, tiny_data, tmp_path):

@@ -123,11 +123,36 @@ def load_for_training(model_args, data_args: DataArguments, training_args):
     return model, processor
 
 
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, in GiB: host RSS, and on CUDA what torch allocated and reserved."""
+    import resource
+
+    import torch
+
+    peaks = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # ru_maxrss is in KiB
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peaks["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        peaks["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    return {key: round(value, 3) for key, value in peaks.items()}
+
+
 def train_and_save(trainer, processor, checkpoint: str | None) -> None:
-    """Train (resuming from `checkpoint`), then save the model and, on the main process, its processor."""
-    trainer.train(resume_from_checkpoint=checkpoint)
+    """Train (resuming from `checkpoint`), then save the model, the run's metrics and state, and the processor.
+
+    `train_results.json` holds the Trainer's speed figures (`train_runtime`, `train_steps_per_second`), the mixed
+    precision that ran, and this process's peak memory (the main process; under ZeRO each rank holds its own shard).
+    """
+    # The launcher's mixed_precision wins over a recipe's `bf16: false` (transformers reads it first), so say which ran.
+    precision = trainer.accelerator.mixed_precision
+    logger.info("Mixed precision: %s (the accelerate config's mixed_precision, or the recipe's bf16 / fp16)", precision)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = {**result.metrics, **peak_memory(), "mixed_precision": precision}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
     output_dir = trainer.args.output_dir
     trainer.save_model(output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(output_dir)
     logger.info("Saved the model to %s", output_dir)
+    trainer.accelerator.end_training()  # closes the process group a distributed launch opened (NCCL warns otherwise)
