@@ -248,6 +248,17 @@ def test_grpo_under_deepspeed_zero2_on_cpu(sft_model, tiny_data, tmp_path):
     assert json.loads((out / "train_results.json").read_text())["mixed_precision"] == "no"
 
 
+def test_the_launchers_mixed_precision_wins_over_the_recipes_bf16_false_and_the_run_says_so(sft_model, tiny_data,
+                                                                                            tmp_path):
+    out = tmp_path / "bf16"
+    output = _launch("accelerate_configs/cpu.yaml", "rlkit.train.grpo", "recipes/tiny/grpo_mixed.yaml",
+                     "--model_name_or_path", str(sft_model), "--dataset_path", str(tiny_data), "--output_dir", str(out),
+                     "--max_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "4",
+                     extra_launch=("--mixed_precision", "bf16"))  # what single_gpu.yaml does on a GPU
+    assert "Mixed precision: bf16" in output and "launch with `--mixed_precision no`" in output
+    assert json.loads((out / "train_results.json").read_text())["mixed_precision"] == "bf16"
+
+
 def test_grpo_resumes_from_its_last_checkpoint(sft_model, tiny_data, tmp_path):
     out = tmp_path / "resume"
     common = ("--model_name_or_path", str(sft_model), "--dataset_path", str(tiny_data), "--output_dir", str(out),

@@ -145,6 +145,10 @@ def train_and_save(trainer, processor, checkpoint: str | None) -> None:
     # The launcher's mixed_precision wins over a recipe's `bf16: false` (transformers reads it first), so say which ran.
     precision = trainer.accelerator.mixed_precision
     logger.info("Mixed precision: %s (the accelerate config's mixed_precision, or the recipe's bf16 / fp16)", precision)
+    if precision != "no" and not (trainer.args.bf16 or trainer.args.fp16):
+        logger.warning("The recipe sets bf16 and fp16 false, but the accelerate config's mixed_precision is %r, which "
+                       "wins: training runs in %s autocast. For float32, launch with `--mixed_precision no`.",
+                       precision, precision)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {**result.metrics, **peak_memory(), "mixed_precision": precision}
     trainer.log_metrics("train", metrics)
