@@ -52,6 +52,10 @@ class Spec:
     overrides: tuple[str, ...] = ()
     launch: tuple[str, ...] = ()
 
+    @property
+    def sft(self) -> bool:
+        return self.recipe.endswith("sft.yaml")
+
 
 SPECS = (
     Spec("SFT (recipe under single_gpu.yaml)", "single_gpu.yaml", "recipes/tiny/sft.yaml"),
@@ -81,9 +85,8 @@ class Result:
 
 def command(spec: Spec, out: Path, cache: Path, steps: int, cpu: bool) -> list[str]:
     """The user's command line for `spec`, pointed at this benchmark's cache."""
-    sft = spec.recipe.endswith("sft.yaml")
-    module = "rlkit.train.sft" if sft else "rlkit.train.grpo"
-    model = cache / "tiny-qwen2_5_vl" if sft else cache / "sft"
+    module = "rlkit.train.sft" if spec.sft else "rlkit.train.grpo"
+    model = cache / "tiny-qwen2_5_vl" if spec.sft else cache / "sft"
     launch = list(spec.launch)
     overrides = list(spec.overrides)
     if cpu:  # a dry run here: the same launches on CPU, in float32 (transformers refuses bf16 checks on CPU)
@@ -99,7 +102,7 @@ def command(spec: Spec, out: Path, cache: Path, steps: int, cpu: bool) -> list[s
 def run(spec: Spec, cache: Path, steps: int, cpu: bool) -> Result:
     """Launch `spec` in a fresh process (its log goes to `<cache>/logs`) and read back what it wrote."""
     slug = "".join(c if c.isalnum() else "-" for c in spec.name.lower()).strip("-")
-    out = cache / ("sft" if spec.recipe.endswith("sft.yaml") else f"runs/{slug}")
+    out = cache / ("sft" if spec.sft else f"runs/{slug}")
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own scratch folder
     log = cache / "logs" / f"{slug}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache_dir).resolve()
     results = []
     for spec in SPECS:
-        steps = args.sft_steps if spec.recipe.endswith("sft.yaml") else args.steps
+        steps = args.sft_steps if spec.sft else args.steps
         results.append(run(spec, cache, steps, args.cpu))
         print(f"{spec.name}: {results[-1].s_per_step:.3f} s/step, {results[-1].wall:.1f} s wall", flush=True)
     text = f"{machine()}\n\n{table(results)}"

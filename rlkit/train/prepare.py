@@ -129,7 +129,8 @@ def peak_memory() -> dict[str, float]:
 
     import torch
 
-    peaks = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # ru_maxrss is in KiB
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peaks = {"peak_rss_gib": rss / (2**30 if sys.platform == "darwin" else 2**20)}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peaks["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
         peaks["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
@@ -144,11 +145,12 @@ def train_and_save(trainer, processor, checkpoint: str | None) -> None:
     """
     # The launcher's mixed_precision wins over a recipe's `bf16: false` (transformers reads it first), so say which ran.
     precision = trainer.accelerator.mixed_precision
-    logger.info("Mixed precision: %s (the accelerate config's mixed_precision, or the recipe's bf16 / fp16)", precision)
     if precision != "no" and not (trainer.args.bf16 or trainer.args.fp16):
-        logger.warning("The recipe sets bf16 and fp16 false, but the accelerate config's mixed_precision is %r, which "
-                       "wins: training runs in %s autocast. For float32, launch with `--mixed_precision no`.",
-                       precision, precision)
+        logger.warning("Mixed precision: %s, from the accelerate config's mixed_precision, which wins over the "
+                       "recipe's bf16 / fp16 false. For float32, launch with `--mixed_precision no`.", precision)
+    else:
+        logger.info("Mixed precision: %s (the accelerate config's mixed_precision, or the recipe's bf16 / fp16)",
+                    precision)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {**result.metrics, **peak_memory(), "mixed_precision": precision}
     trainer.log_metrics("train", metrics)
