@@ -19,6 +19,7 @@ import os
 import struct
 import warnings
 import zlib
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,30 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
+def _words(value: int) -> tuple[int, ...]:
+    """A non-negative int as ``SeedSequence`` reads one: its 32-bit words, least significant first, at least one."""
+    words = [value & 0xFFFFFFFF]
+    value >>= 32
+    while value:
+        words.append(value & 0xFFFFFFFF)
+        value >>= 32
+    return tuple(words)
+
+
+@lru_cache(maxsize=65536)
+def _hash_words(text: str) -> tuple[int, ...]:
+    return _words(stable_hash(text))
+
+
 def rng_for(seed: int, source_id: str, purpose: str = "") -> np.random.Generator:
-    """The generator for one random decision about one source question."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, stable_hash(source_id), stable_hash(purpose)])
+    """The generator for one random decision about one source question.
+
+    The same stream as ``np.random.default_rng([seed & 0xFFFFFFFF, stable_hash(source_id), stable_hash(purpose)])``
+    (tested), ~3x faster: ``SeedSequence`` splits each Python int into 32-bit words in a Python loop, so the words
+    are handed to it as one uint32 array (and cached per text).
+    """
+    words = _words(int(seed) & 0xFFFFFFFF) + _hash_words(source_id) + _hash_words(purpose)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(np.array(words, np.uint32))))
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from data_builders.images import (
     BadImage,
+    _words,
     decode,
     encode_png,
     normalise,
@@ -24,6 +25,22 @@ def test_stable_hash_and_rng_are_fixed_across_processes_and_versions():
     a, b = rng_for(0, "syn-eval-000001", "blur@0.5"), rng_for(0, "syn-eval-000001", "blur@0.5")
     assert a.integers(1 << 30, size=4).tolist() == b.integers(1 << 30, size=4).tolist()
     assert rng_for(0, "x", "a").random() != rng_for(0, "x", "b").random() != rng_for(1, "x", "a").random()
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(-(2**40), 2**40), source_id=st.text(max_size=12), purpose=st.text(max_size=12))
+def test_rng_for_is_the_default_rng_of_seed_and_hashes(seed, source_id, purpose):
+    # the fast path hands SeedSequence the 32-bit words it would split the ints into; the stream must not move
+    slow = np.random.default_rng([seed & 0xFFFFFFFF, stable_hash(source_id), stable_hash(purpose)])
+    fast = rng_for(seed, source_id, purpose)
+    assert fast.integers(1 << 62, size=6).tolist() == slow.integers(1 << 62, size=6).tolist()
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**32 - 1, 2**32, 2**63 + 5, 2**64 - 1])
+def test_seed_words_match_how_seedsequence_splits_an_int(value):
+    # hashes below 2**32 (one word) and 0 (one zero word) included: a wrong length would change the pool
+    assert (np.random.SeedSequence([value, 7]).generate_state(4).tolist()
+            == np.random.SeedSequence(np.array(_words(value) + _words(7), np.uint32)).generate_state(4).tolist())
 
 
 @settings(max_examples=30, deadline=None)
