@@ -2,6 +2,7 @@
 
 import io
 import json
+import pickle
 
 import datasets
 import numpy as np
@@ -179,6 +180,21 @@ def test_bad_images_name_row_field_and_file(tmp_path, case):
     assert list(manifest["skipped"]["by_reason"].values()) == [1]
     ids = {sid for split in ("train", "eval") for sid in load_built(tmp_path / "out", split)["source_id"]}
     assert "row-3" not in ids and len(ids) == 7
+
+
+def test_a_bad_row_met_in_a_worker_process_raises_there_too(tmp_path):
+    # BadRow travels back from the worker pickled: it must arrive whole (a pool that cannot unpickle a worker's
+    # exception hangs). The round trip first, so a regression fails here instead of hanging the build below.
+    err = BadRow("3 (id row-3)", "img", "corrupt", file="data.jsonl")
+    again = pickle.loads(pickle.dumps(err))  # our own object, made just above
+    assert str(again) == str(err) and again.record() == err.record()
+    data = write_rows(tmp_path)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[3]["img"] = "nope.png"
+    write_rows(tmp_path, rows)
+    with pytest.raises(BadRow, match=r"row 3 \(id row-3\), field 'img'.*cannot read image file"):
+        build(cfg(data), tmp_path / "out", num_proc=2)
+    assert not (tmp_path / "out").exists()
 
 
 def image_bytes(image, fmt="PNG"):

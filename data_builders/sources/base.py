@@ -22,6 +22,11 @@ class BadRow(ValueError):
         super().__init__(f"{where}row {row}, field {field_name!r}: {reason}. Fix or remove the row, or set "
                          "on_bad_row: skip in the data config to skip such rows (they are counted in the manifest)")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str | None]]:
+        # a worker process sends it back pickled; the default (the message alone) cannot re-make it, and a pool
+        # whose result can't be unpickled hangs instead of raising
+        return BadRow, (self.row, self.field, self.reason, self.file)
+
     def record(self) -> dict[str, Any]:
         return {"row": self.row, "field": self.field, "reason": self.reason, "file": self.file}
 
