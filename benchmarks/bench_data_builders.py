@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.docs_section import write_section
-from data_builders.build import build, load_config
+from data_builders.build import build, load_config, shared_map
 from data_builders.images import encode_png
 from data_builders.pairs import Planner, SourceRows, damages, single_threaded_blas
 from data_builders.sources import NotApplicable, open_source
@@ -89,8 +89,9 @@ def floor_rate(blobs: list[bytes], num_proc: int) -> float:
         return len(blobs) / floor_seconds(blobs)
     start = time.perf_counter()
     size = max(1, len(blobs) // (num_proc * 8))
-    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
-        done = sum(pool.imap(_floor_chunk, [blobs[i:i + size] for i in range(0, len(blobs), size)]))
+    with multiprocessing.get_context("spawn").Pool(num_proc - 1) as pool:  # + this process, as build() runs
+        chunks = [blobs[i:i + size] for i in range(0, len(blobs), size)]
+        done = sum(shared_map(pool, _floor_chunk, chunks, ahead=2 * (num_proc - 1)))
     return done / (time.perf_counter() - start)
 
 

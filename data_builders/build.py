@@ -25,9 +25,10 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from data_builders.pairs import (
 )
 from data_builders.sources import open_source
 
-__all__ = ["build", "load_config", "parse_shard"]
+__all__ = ["build", "load_config", "parse_shard", "shared_map"]
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "eval")  # contract.SPLITS (not imported here: see the module docstring)
 SHARD_BYTES = 500 * 10**6  # roll to a new Arrow file past this size, like save_to_disk's default max_shard_size
@@ -88,15 +89,77 @@ def _results(planner: Planner, chunks: list[tuple[str, int, int]], num_proc: int
     from data_builders.contract import FEATURES
 
     schema = FEATURES.arrow_schema
-    if num_proc <= 1:
-        init_worker(planner, schema, limit_blas=False)
-        with single_threaded_blas():
+    init_worker(planner, schema, limit_blas=False)  # this process builds chunks too
+    with single_threaded_blas():
+        if num_proc <= 1:
             yield from map(run_chunk, chunks)
-        return
-    # spawn: safe even when the caller has threads (torch, tokenizers); the worker functions live in
-    # pairs.py, whose imports stay light (no `datasets`), so workers start in a fraction of a second.
-    with multiprocessing.get_context("spawn").Pool(num_proc, init_worker, (planner, schema)) as pool:
-        yield from pool.imap(run_chunk, chunks)
+            return
+        # spawn: safe even when the caller has threads (torch, tokenizers); the worker functions live in
+        # pairs.py, whose imports stay light (no `datasets`), so workers start in a fraction of a second.
+        with multiprocessing.get_context("spawn").Pool(num_proc - 1, init_worker, (planner, schema)) as pool:
+            yield from shared_map(pool, run_chunk, chunks, ahead=2 * (num_proc - 1))
+
+
+def shared_map(pool: Any, fn: Callable[[Any], Any], items: list[Any], ahead: int) -> Iterator[Any]:
+    """``map(fn, items)`` run by the pool's workers and by this process, results in order.
+
+    The workers always hold ``ahead`` items (each finished item hands them the next one, from the pool's result
+    thread); whenever the next result is not in yet, this process runs the next item itself. So it works while
+    spawned workers start (~0.5 s of imports each) instead of waiting, and n - 1 workers keep n processes busy.
+    An exception (from either side) is raised when its item's turn comes, as ``map`` would.
+    """
+    if ahead < 1:
+        raise ValueError(f"ahead must be >= 1, got {ahead}")
+    turn = threading.Condition()
+    results: dict[int, Any] = {}  # item index -> AsyncResult of a worker
+    here: dict[int, tuple[Any, BaseException | None]] = {}  # item index -> (value, error) made in this process
+    state = {"handed": 0, "open": True}  # items [0, handed) are taken; open: hand the workers more
+
+    def take() -> int | None:
+        with turn:
+            if state["handed"] == len(items):
+                return None
+            state["handed"] += 1
+            return state["handed"] - 1
+
+    def feed(_: Any = None) -> None:
+        with turn:
+            if not state["open"] or (index := take()) is None:
+                return
+            results[index] = pool.apply_async(fn, (items[index],), callback=feed, error_callback=feed)
+            turn.notify_all()
+
+    try:
+        for _ in range(ahead):
+            feed()
+        for index in range(len(items)):
+            while index not in here:
+                with turn:
+                    entry = results.get(index)
+                if entry is not None and entry.ready():
+                    break
+                mine = take() if len(here) < 4 * ahead else None  # bounded: a slow item can't make us hoard
+                if mine is None:
+                    with turn:
+                        turn.wait_for(lambda index=index: index in results)
+                    results[index].wait()
+                    break
+                try:
+                    here[mine] = fn(items[mine]), None
+                except Exception as exc:  # kept for its turn, not raised ahead of earlier items
+                    here[mine] = None, exc
+            if index in here:
+                value, error = here.pop(index)
+                if error is not None:
+                    raise error
+                yield value
+            else:
+                with turn:
+                    entry = results.pop(index)
+                yield entry.get()
+    finally:
+        with turn:
+            state["open"] = False
 
 
 def quiet_save(built: Any, path: Path) -> None:
@@ -227,7 +290,8 @@ def build(config: str | os.PathLike | dict[str, Any] | DataConfig | None, out: s
         out: output folder; must not exist unless ``overwrite``.
         overwrite: replace an existing ``out`` (the new build is complete before the old one is removed).
         shard: ``(i, n)`` or ``"i/n"``: build only the i-th of n blocks of source questions.
-        num_proc: worker processes (None or 1: build in this process).
+        num_proc: processes that build rows, this one included (None or 1: this process alone; n: n - 1
+            spawned workers besides it).
     """
     started = time.perf_counter()
     cfg = load_config(config)

@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     build.add_argument("--shard", default=None, help="i/n: build only the i-th of n blocks (merge them later)")
-    build.add_argument("--num-proc", type=int, default=None, help="worker processes (default 1)")
+    build.add_argument("--num-proc", type=int, default=None, help="processes building rows, this one too (default 1)")
     merge = sub.add_parser("merge", help="merge shard folders into one dataset")
     merge.add_argument("--out", required=True)
     merge.add_argument("--overwrite", action="store_true")

@@ -1,6 +1,7 @@
 """Building: manifest, determinism, arms, eval conditions, sharding + merge, atomic output, CLI."""
 
 import json
+import multiprocessing
 import subprocess
 import sys
 from collections import Counter
@@ -9,10 +10,10 @@ import datasets
 import pytest
 import yaml
 
-from data_builders.build import build, load_config
+from data_builders.build import build, load_config, shared_map
 from data_builders.cli import main
 from data_builders.contract import ARMS, load_built
-from data_builders.images import pixel_digest
+from data_builders.images import pixel_digest, stable_hash
 from data_builders.manifest import fingerprint_dir
 from data_builders.merge import merge
 from data_builders.pairs import Planner, damages, row_digest
@@ -72,6 +73,21 @@ def test_the_data_does_not_move(name, tmp_path):
 
 def test_num_proc_does_not_change_the_data(whole, tmp_path):
     assert build(SMALL, tmp_path / "np2", num_proc=2)["fingerprint"] == whole[1]["fingerprint"]
+
+
+def test_shared_map_keeps_the_order_and_raises_in_turn():
+    # num_proc > 1 runs chunks in a pool of num_proc - 1 workers and in this process; results come back in order.
+    # With ahead=1 item 0 goes to the (still starting) worker and item 1 is made here: both failure paths.
+    items = [f"item-{i}" for i in range(40)]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert list(shared_map(pool, stable_hash, items, ahead=2)) == [stable_hash(x) for x in items]
+        for bad in (0, 1, 7):
+            got = []
+            with pytest.raises(AttributeError):  # stable_hash(5): an int has no .encode
+                for value in shared_map(pool, stable_hash, items[:bad] + [5] + items[bad:], ahead=1):
+                    got.append(value)
+            assert got == [stable_hash(x) for x in items[:bad]]  # everything before the bad item, nothing after
+        assert list(shared_map(pool, stable_hash, items, ahead=3)) == [stable_hash(x) for x in items]  # still fine
 
 
 def test_output_is_the_save_to_disk_layout(whole, tmp_path):
