@@ -54,16 +54,17 @@ READING = (
     'blank image; a hint, whose image the normal row already encoded) reach or pass it, while rows whose '
     'corruption alone costs about a PNG round trip or more (Gaussian blur, JPEG thumbnail, noise, which is also '
     'incompressible) cannot. At 64 px a PNG round trip takes ~0.2 ms, so the Python work per row (scene, label, '
-    "params, digest, Arrow, validation) is most of a full build's ~0.5-0.6 ms a row and 64 px builds stay at a "
-    "third to a half of the floor; at 224 px the pixel work weighs more (PIL's Gaussian blur alone takes ~3 ms a "
-    '224 px image, more than a PNG round trip) and full builds reach 55-61%. On the on-disk source with '
-    'photo-sized images (640x480) the pixel work (decoding a JPEG, the corruption, encoding a PNG) dwarfs the '
-    'per-row Python, and a full build runs at 80-110% of the floor: it decodes a JPEG where the floor decodes a '
-    'PNG, and its text-interference rows reuse an image already encoded. Each round times a build and then the '
-    "floor on the same rows, and build / floor is the median of the rounds' ratios: this machine's speed drifts "
-    'by tens of percent within minutes, so rates from different rounds do not compare. num_proc=2 includes '
-    'starting the spawned workers (~0.5 s: they import data_builders, not datasets) and runs on 2 cores shared '
-    'with other jobs; the floor at num_proc=2 runs in the same kind of pool.'
+    "params, digest, Arrow, validation) is most of a full build's ~0.5 ms a row and 64 px builds stay near 40% of "
+    "the floor; at 224 px the pixel work weighs more (PIL's Gaussian blur alone takes ~3 ms a 224 px image, more "
+    'than a PNG round trip) and full builds reach about 60%. On the on-disk source with photo-sized images '
+    '(640x480) the pixel work (decoding a JPEG, the corruption, encoding a PNG) dwarfs the per-row Python, and a '
+    'full build runs at or above the floor: it decodes a JPEG where the floor decodes a PNG, and its '
+    'text-interference rows reuse an image already encoded. Each round times a build and then the floor on the '
+    "same rows, and build / floor is the median of the rounds' ratios: this machine's speed drifts by tens of "
+    'percent within minutes, so rates from different rounds do not compare. num_proc=2 is this process and one '
+    'spawned worker, on 2 cores shared with other jobs; the worker takes ~1 s to start (imports, pandas among '
+    'them, which pyarrow loads on its first array) while this process already builds, so builds of a few '
+    'thousand rows gain nothing from it. The floor at num_proc=2 runs the same way (`build.shared_map`).'
 )
 
 
