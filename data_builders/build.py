@@ -94,8 +94,9 @@ def _results(planner: Planner, chunks: list[tuple[str, int, int]], num_proc: int
         if num_proc <= 1:
             yield from map(run_chunk, chunks)
             return
-        # spawn: safe even when the caller has threads (torch, tokenizers); the worker functions live in
-        # pairs.py, whose imports stay light (no `datasets`), so workers start in a fraction of a second.
+        # spawn: safe even when the caller has threads (torch, tokenizers). The worker functions live in pairs.py,
+        # whose imports stay light (no `datasets`); a worker still takes ~1 s to start, which this process spends
+        # building chunks.
         with multiprocessing.get_context("spawn").Pool(num_proc - 1, init_worker, (planner, schema)) as pool:
             yield from shared_map(pool, run_chunk, chunks, ahead=2 * (num_proc - 1))
 
@@ -105,7 +106,7 @@ def shared_map(pool: Any, fn: Callable[[Any], Any], items: list[Any], ahead: int
 
     The workers always hold ``ahead`` items (each finished item hands them the next one, from the pool's result
     thread); whenever the next result is not in yet, this process runs the next item itself. So it works while
-    spawned workers start (~0.5 s of imports each) instead of waiting, and n - 1 workers keep n processes busy.
+    spawned workers start (~1 s of imports each) instead of waiting, and n - 1 workers keep n processes busy.
     An exception (from either side) is raised when its item's turn comes, as ``map`` would.
     """
     if ahead < 1:

@@ -25,7 +25,7 @@ class BadRow(ValueError):
     def __reduce__(self) -> tuple[type, tuple[str, str, str, str | None]]:
         # a worker process sends it back pickled; the default (the message alone) cannot re-make it, and a pool
         # whose result can't be unpickled hangs instead of raising
-        return BadRow, (self.row, self.field, self.reason, self.file)
+        return type(self), (self.row, self.field, self.reason, self.file)
 
     def record(self) -> dict[str, Any]:
         return {"row": self.row, "field": self.field, "reason": self.reason, "file": self.file}
