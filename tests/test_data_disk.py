@@ -195,6 +195,10 @@ def test_a_bad_row_met_in_a_worker_process_raises_there_too(tmp_path):
     with pytest.raises(BadRow, match=r"row 3 \(id row-3\), field 'img'.*cannot read image file"):
         build(cfg(data), tmp_path / "out", num_proc=2)
     assert not (tmp_path / "out").exists()
+    skipping = cfg(data, on_bad_row="skip")
+    alone, shared = build(skipping, tmp_path / "alone"), build(skipping, tmp_path / "shared", num_proc=2)
+    assert shared["skipped"] == alone["skipped"] and shared["skipped"]["count"] == 1
+    assert shared["fingerprint"] == alone["fingerprint"]
 
 
 def image_bytes(image, fmt="PNG"):
